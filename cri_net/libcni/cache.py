@@ -1,0 +1,216 @@
+"""The result cache, byte-compatible with Go libcni's `cniCacheV1` files.
+
+Layout: `<cache_dir>/results/<network>-<containerId>-<ifName>`. Go tools (cnitool, containerd,
+CRI-O) read what we write and we read what they write. Unlike Go libcni, writes are atomic
+(temp file, fsync, rename, fsync dir) with modes 0700/0600, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import rawjson
+from .errors import CacheError, CNIError, ErrorCode
+
+CACHE_KIND = "cniCacheV1"
+DEFAULT_CACHE_DIR = "/var/lib/cni"
+
+
+class CacheRecord(BaseModel):
+    """One cniCacheV1 file. `config` is the conflist bytes (base64 on disk)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    kind: str = CACHE_KIND
+    container_id: str = Field("", alias="containerId")
+    config: bytes = b""
+    ifname: str = Field("", alias="ifName")
+    network_name: str = Field("", alias="networkName")
+    netns: str = ""
+    cni_args: list[tuple[str, str]] = Field(default_factory=list, alias="cniArgs")
+    capability_args: dict[str, Any] = Field(default_factory=dict, alias="capabilityArgs")
+    result: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _b64(cls, value: Any) -> bytes:
+        if value is None:
+            return b""
+        if isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+        return value
+
+    @field_validator("cni_args", "capability_args", "result", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return [] if info.field_name == "cni_args" else {}
+        return value
+
+    def to_json(self) -> str:
+        """Exactly what Go's json.Marshal(&cachedInfo) writes (field order, omitempty)."""
+        doc: dict[str, Any] = {
+            "kind": self.kind,
+            "containerId": self.container_id,
+            "config": base64.b64encode(self.config).decode("ascii"),
+            "ifName": self.ifname,
+            "networkName": self.network_name,
+        }
+        parts = [f"{rawjson.go_dumps(k)}:{rawjson.go_dumps(v)}" for k, v in doc.items()]
+        if self.netns:
+            parts.append(f'"netns":{rawjson.go_dumps(self.netns)}')
+        if self.cni_args:
+            parts.append(f'"cniArgs":{rawjson.go_dumps([list(a) for a in self.cni_args])}')
+        if self.capability_args:
+            parts.append(f'"capabilityArgs":{rawjson.go_dumps(self.capability_args)}')
+        if self.result:
+            parts.append(f'"result":{rawjson.go_dumps(self.result)}')
+        return "{" + ",".join(parts) + "}"
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """A cached attachment of a container to a network (Go's NetworkAttachment)."""
+
+    container_id: str
+    network: str
+    ifname: str
+    config: bytes
+    netns: str = ""
+    cni_args: tuple[tuple[str, str], ...] = ()
+    capability_args: dict[str, Any] = field(default_factory=dict)
+
+
+def _component(value: str, what: str) -> str:
+    if "/" in value or "\0" in value or value in (".", ".."):
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, f"invalid {what} for a cache path: {value!r}")
+    return value
+
+
+class ResultCache:
+    """Reads and writes cache files under one cache dir."""
+
+    def __init__(self, cache_dir: str = DEFAULT_CACHE_DIR) -> None:
+        self.cache_dir = cache_dir
+        self.results_dir = os.path.join(cache_dir, "results")
+
+    def path(self, network: str, container_id: str, ifname: str) -> str:
+        name = f"{_component(network, 'network name')}-{_component(container_id, 'container id')}-" \
+               f"{_component(ifname, 'interface name')}"
+        return os.path.join(self.results_dir, name)
+
+    def write(self, record: CacheRecord) -> str:
+        """Atomically write `record`; returns the path."""
+        path = self.path(record.network_name, record.container_id, record.ifname)
+        data = record.to_json().encode("utf-8")
+        try:
+            os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.results_dir)
+            try:
+                with os.fdopen(fd, "wb") as fh:  # mkstemp creates 0600
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.rename(tmp, path)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            _fsync_dir(self.results_dir)
+        except OSError as exc:
+            raise CacheError(f"failed to write cached result: {exc.strerror}", path) from None
+        return path
+
+    def read_raw(self, network: str, container_id: str, ifname: str) -> bytes | None:
+        path = self.path(network, container_id, ifname)
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(f"failed to read cached result: {exc.strerror}", path) from None
+
+    def read(self, network: str, container_id: str, ifname: str) -> CacheRecord | None:
+        """The cniCacheV1 record, or None when absent or not cniCacheV1 (see `read_result`)."""
+        data = self.read_raw(network, container_id, ifname)
+        return None if data is None else decode_record(data)
+
+    def read_result(self, network: str, container_id: str, ifname: str) -> dict[str, Any] | None:
+        """The cached result object; a file that is not cniCacheV1 is a legacy raw result."""
+        data = self.read_raw(network, container_id, ifname)
+        if data is None:
+            return None
+        record = decode_record(data)
+        if record is not None:
+            return record.result or None
+        try:
+            legacy = rawjson.loads(data)
+        except ValueError:
+            return None
+        return legacy if isinstance(legacy, dict) else None
+
+    def delete(self, network: str, container_id: str, ifname: str) -> None:
+        _unlink_quietly(self.path(network, container_id, ifname))
+
+    def attachments(self, container_id: str | None = None) -> list[NetworkAttachment]:
+        """Every readable cniCacheV1 attachment, sorted by file name, optionally one container's."""
+        try:
+            names = sorted(os.listdir(self.results_dir))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise CacheError(f"failed to list cached results: {exc.strerror}", self.results_dir) from None
+        out = []
+        part = f"-{container_id}-" if container_id else ""
+        for name in names:
+            if part:
+                pos = name.find(part)
+                if pos <= 0 or pos + len(part) >= len(name):
+                    continue
+            try:
+                with open(os.path.join(self.results_dir, name), "rb") as fh:
+                    record = decode_record(fh.read())
+            except OSError:
+                continue
+            if record is None or not record.network_name or not record.ifname:
+                continue
+            if container_id and record.container_id != container_id:
+                continue
+            out.append(NetworkAttachment(
+                container_id=record.container_id, network=record.network_name, ifname=record.ifname,
+                config=record.config, netns=record.netns, cni_args=tuple(record.cni_args),
+                capability_args=record.capability_args,
+            ))
+        return out
+
+
+def decode_record(data: bytes) -> CacheRecord | None:
+    """A cniCacheV1 record, or None if `data` is not one."""
+    try:
+        obj = rawjson.loads(data)
+        if not isinstance(obj, dict) or obj.get("kind") != CACHE_KIND:
+            return None
+        return CacheRecord.model_validate(obj)
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

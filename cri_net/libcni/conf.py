@@ -1,0 +1,324 @@
+"""Network configuration files: finding, parsing, looking up by name, upconverting.
+
+Two file formats (pydantic models below): a single plugin conf (`.conf`/`.json`) and a
+network config list (`.conflist`). Parsed objects keep the exact text each plugin was given
+by the operator (`PluginConfig.raw`) so that unknown keys reach the plugin untouched, and the
+list keeps its original bytes, which is what the result cache stores (as Go libcni does).
+
+Where Go libcni aborts a directory lookup on the first bad file, `load_conf_list` skips it
+and reports it: one broken file must never take a node's networking down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Iterable
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from . import rawjson, version
+from .errors import ConfigError, NetworkNotFoundError, NoConfigsFoundError
+
+CONF_EXTENSIONS = (".conf", ".json")
+LIST_EXTENSIONS = (".conflist",)
+ALL_EXTENSIONS = LIST_EXTENSIONS + CONF_EXTENSIONS
+
+
+def _lenient_bool(value: Any) -> Any:
+    """Go libcni accepts JSON bools or the strings "true"/"false" in any case."""
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ValueError(f'invalid value "{lowered}"')
+    if not isinstance(value, bool):
+        raise ValueError(f"invalid type {type(value).__name__}")
+    return value
+
+
+LenientBool = Annotated[StrictBool, BeforeValidator(_lenient_bool)]
+
+
+class NetConf(BaseModel):
+    """A plugin configuration object (the spec's "plugin configuration"); extra keys allowed."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    cniVersion: StrictStr = ""
+    name: StrictStr = ""
+    type: StrictStr = ""
+    capabilities: dict[str, StrictBool] = Field(default_factory=dict)
+
+
+class NetConfListFile(BaseModel):
+    """A `.conflist` document (spec 1.1.0 "network configuration")."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: StrictStr
+    cniVersion: StrictStr = ""
+    cniVersions: list[StrictStr] | None = None
+    disableCheck: LenientBool = False
+    disableGC: LenientBool = False
+    loadOnlyInlinedPlugins: LenientBool = False
+    plugins: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """One plugin of a network: its typed view and the exact JSON text it was written as."""
+
+    network: NetConf
+    raw: str
+
+    @property
+    def type(self) -> str:
+        return self.network.type
+
+
+@dataclass(frozen=True)
+class NetworkConfigList:
+    """A network: an ordered plugin chain with a name and a spec version."""
+
+    name: str
+    cni_version: str
+    plugins: tuple[PluginConfig, ...]
+    raw: bytes
+    disable_check: bool = False
+    disable_gc: bool = False
+    load_only_inlined_plugins: bool = False
+    source: str | None = None
+    capabilities: frozenset[str] = field(default=frozenset())
+
+    @property
+    def plugin_types(self) -> list[str]:
+        return [p.type for p in self.plugins]
+
+
+def _validation_message(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "missing":
+        return f"missing '{where}'"
+    return f"invalid '{where}': {msg.removeprefix('Value error, ')}"
+
+
+def _decode(data: bytes | str, source: str | None, what: str) -> tuple[str, Any]:
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return text, rawjson.loads(text)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"error parsing {what}: {exc}", source) from None
+
+
+def _check_version(ver: str, source: str | None, key: str = "cniVersion") -> None:
+    try:
+        version.Version.parse(ver)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {key} {ver!r}: {exc}", source) from None
+    if not version.is_supported(ver):
+        raise ConfigError(
+            f"unsupported {key} {ver!r} (this library speaks {', '.join(version.SUPPORTED_VERSIONS)})", source
+        )
+
+
+def plugin_conf_from_bytes(data: bytes | str, source: str | None = None) -> PluginConfig:
+    """Parse a single plugin config; `type` is required, everything else is kept as written."""
+    text, obj = _decode(data, source, "configuration")
+    if not isinstance(obj, dict):
+        raise ConfigError("error parsing configuration: not a JSON object", source)
+    try:
+        net = NetConf.model_validate(obj)
+    except ValidationError as exc:
+        raise ConfigError(f"error parsing configuration: {_validation_message(exc)}", source) from None
+    if not net.type:
+        raise ConfigError("error parsing configuration: missing 'type'", source)
+    if net.cniVersion:
+        _check_version(net.cniVersion, source)
+    return PluginConfig(network=net, raw=text.strip())
+
+
+def plugin_conf_from_file(path: str) -> PluginConfig:
+    return plugin_conf_from_bytes(_read(path), source=path)
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"error reading file: {exc.strerror}", path) from None
+
+
+def _pick_version(doc: NetConfListFile, source: str | None) -> str:
+    """Spec 1.1.0: the highest of cniVersion and cniVersions that we support."""
+    chosen = doc.cniVersion
+    if doc.cniVersion:
+        _check_version(doc.cniVersion, source)
+    if doc.cniVersions is not None:
+        candidates = [] if not doc.cniVersion else [doc.cniVersion]
+        for i, ver in enumerate(doc.cniVersions):
+            try:
+                if not version.greater_than(ver, version.CURRENT):
+                    candidates.append(ver)
+            except ValueError as exc:
+                raise ConfigError(f"invalid cniVersions entry {ver!r} at index {i}: {exc}", source) from None
+        if candidates:
+            chosen = version.newest(candidates)
+            _check_version(chosen, source, "cniVersions")
+    return chosen
+
+
+def conf_list_from_bytes(
+    data: bytes | str, source: str | None = None, extra_plugins: Iterable[PluginConfig] = ()
+) -> NetworkConfigList:
+    """Parse a config list; `extra_plugins` are fragments appended after the inline ones."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    text, obj = _decode(raw, source, "configuration list")
+    if not isinstance(obj, dict):
+        raise ConfigError("error parsing configuration list: not a JSON object", source)
+    try:
+        doc = NetConfListFile.model_validate(obj)
+    except ValidationError as exc:
+        msg = _validation_message(exc)
+        if msg == "missing 'name'":
+            msg = "no name"
+        raise ConfigError(f"error parsing configuration list: {msg}", source) from None
+    cni_version = _pick_version(doc, source)
+    plugins: list[PluginConfig] = []
+    if doc.plugins is not None:
+        if not doc.plugins:
+            raise ConfigError("error parsing configuration list: no plugins in list", source)
+        # a duplicated "plugins" key: JSON semantics (and Go) take the last one
+        plugins_raw = [v for k, _, v in rawjson.object_members(text) if k == "plugins"][-1]
+        for i, item in enumerate(rawjson.array_items(plugins_raw)):
+            try:
+                plugins.append(plugin_conf_from_bytes(item))
+            except ConfigError as exc:
+                raise ConfigError(f"failed to parse plugin config {i}: {exc.msg}", source) from None
+    elif doc.loadOnlyInlinedPlugins:
+        raise ConfigError("error parsing configuration list: `loadOnlyInlinedPlugins` is true, and no 'plugins' key", source)
+    if not doc.loadOnlyInlinedPlugins:
+        plugins.extend(extra_plugins)
+    if not plugins:
+        raise ConfigError("error parsing configuration list: no plugins in list", source)
+    caps = frozenset(c for p in plugins for c, on in p.network.capabilities.items() if on)
+    return NetworkConfigList(
+        name=doc.name,
+        cni_version=cni_version,
+        plugins=tuple(plugins),
+        raw=raw,
+        disable_check=doc.disableCheck,
+        disable_gc=doc.disableGC,
+        load_only_inlined_plugins=doc.loadOnlyInlinedPlugins,
+        source=source,
+        capabilities=caps,
+    )
+
+
+def is_safe_name(name: str) -> bool:
+    """A name usable as one path component (network names end up in cache and fragment paths)."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+def plugin_fragments(conf_dir: str, network_name: str) -> list[PluginConfig]:
+    """Spec 1.1.0 plugin fragments: `<conf_dir>/<network name>/*.conf`, sorted."""
+    if not is_safe_name(network_name):
+        return []
+    frag_dir = os.path.join(conf_dir, network_name)
+    out = []
+    for path in conf_files(frag_dir, (".conf",)):
+        try:
+            out.append(plugin_conf_from_file(path))
+        except ConfigError as exc:
+            raise ConfigError(f"failed to read plugin config file {path}: {exc.msg}") from None
+    return out
+
+
+def conf_list_from_file(path: str) -> NetworkConfigList:
+    """Load a `.conflist` file, with its plugin fragments unless `loadOnlyInlinedPlugins`."""
+    data = _read(path)
+    _, obj = _decode(data, path, "configuration list")
+    name = obj.get("name") if isinstance(obj, dict) else None
+    fragments: list[PluginConfig] = []
+    if isinstance(name, str):
+        fragments = plugin_fragments(os.path.dirname(path), name)
+    return conf_list_from_bytes(data, source=path, extra_plugins=fragments)
+
+
+def conf_list_from_conf(plugin: PluginConfig, source: str | None = None) -> NetworkConfigList:
+    """Upconvert a single plugin conf to a one-plugin list carrying its name and version."""
+    net = plugin.network
+    text = (
+        "{"
+        + f'"cniVersion":{rawjson.dumps(net.cniVersion)},"name":{rawjson.dumps(net.name)},"plugins":[{plugin.raw}]'
+        + "}"
+    )
+    return conf_list_from_bytes(text.encode("utf-8"), source=source)
+
+
+def load_file(path: str) -> NetworkConfigList:
+    """Any config file as a list: `.conflist` parsed as a list, `.conf`/`.json` upconverted."""
+    if path.endswith(LIST_EXTENSIONS):
+        return conf_list_from_file(path)
+    return conf_list_from_conf(plugin_conf_from_file(path), source=path)
+
+
+def conf_files(conf_dir: str, extensions: Iterable[str] = ALL_EXTENSIONS) -> list[str]:
+    """Regular files in `conf_dir` with one of `extensions` (exact match), sorted by name.
+
+    A missing directory holds no files; it is not an error.
+    """
+    exts = tuple(extensions)
+    try:
+        entries = sorted(os.scandir(conf_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"cannot list config dir: {exc.strerror}", conf_dir) from None
+    return [e.path for e in entries if os.path.splitext(e.name)[1] in exts and e.is_file()]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A config file that was not loaded, and why."""
+
+    path: str
+    reason: str
+
+
+def load_conf_list(conf_dir: str, name: str, skipped: list[SkippedFile] | None = None) -> NetworkConfigList:
+    """Find network `name`: `.conflist` files first, then single confs (upconverted).
+
+    Unparsable files are skipped (and appended to `skipped` when given) instead of aborting.
+    """
+    lists = conf_files(conf_dir, LIST_EXTENSIONS)
+    singles = conf_files(conf_dir, CONF_EXTENSIONS)
+    for path in lists:
+        try:
+            conf = conf_list_from_file(path)
+        except ConfigError as exc:
+            if skipped is not None:
+                skipped.append(SkippedFile(path, str(exc)))
+            continue
+        if conf.name == name:
+            return conf
+    if not lists and not singles:
+        raise NoConfigsFoundError(conf_dir)
+    for path in singles:
+        try:
+            plugin = plugin_conf_from_file(path)
+        except ConfigError as exc:
+            if skipped is not None:
+                skipped.append(SkippedFile(path, str(exc)))
+            continue
+        if plugin.network.name == name:
+            return conf_list_from_conf(plugin, source=path)
+    raise NetworkNotFoundError(conf_dir, name)
+
+
+def inject(plugin: PluginConfig, values: dict[str, Any]) -> str:
+    """The plugin's config text with `values` set (name, cniVersion, prevResult, ...)."""
+    return rawjson.splice(plugin.raw, values)

@@ -1,0 +1,179 @@
+"""Running a plugin binary: lookup, CNI environment, stdin, timeout, error decoding.
+
+Each call is an independent subprocess with no shared lock, so different containers can be
+driven from many threads at once. A plugin that outlives its timeout is killed together with
+anything it forked (it runs in its own session) and reaped before we return.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+from . import rawjson
+from .errors import CNIError, ErrorCode, PluginNotFoundError, PluginTimeoutError
+
+# Go libcni retries "text file busy" up to 6 times, one second apart.
+BUSY_ATTEMPTS = 6
+BUSY_WAIT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class PluginArgs:
+    """The CNI_* variables of one plugin run."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: Sequence[tuple[str, str]] = ()
+    path: Sequence[str] = field(default_factory=tuple)
+
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The runtime's environment plus the six CNI_* variables, always all set."""
+        env = dict(os.environ if base is None else base)
+        env.update(
+            CNI_COMMAND=self.command,
+            CNI_CONTAINERID=self.container_id,
+            CNI_NETNS=self.netns,
+            CNI_ARGS=";".join(f"{k}={v}" for k, v in self.args),
+            CNI_IFNAME=self.ifname,
+            CNI_PATH=":".join(self.path),
+        )
+        return env
+
+
+def find_in_path(plugin: str, paths: Sequence[str]) -> str:
+    """First regular file named `plugin` in `paths`; names with `/` (or NUL) are refused."""
+    if not plugin:
+        raise PluginNotFoundError("no plugin name provided", plugin)
+    if "/" in plugin or "\0" in plugin or plugin in (".", ".."):
+        raise PluginNotFoundError(f"invalid plugin name: {plugin}", plugin)
+    if not paths:
+        raise PluginNotFoundError("no paths provided", plugin)
+    for directory in paths:
+        candidate = os.path.join(directory, plugin)
+        if os.path.isfile(candidate):
+            return candidate
+    raise PluginNotFoundError(f'failed to find plugin "{plugin}" in path [{" ".join(paths)}]', plugin)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.ETXTBSY
+
+
+def _go_quote(data: bytes) -> str:
+    return json.dumps(data.decode("utf-8", errors="replace"), ensure_ascii=False)
+
+
+def plugin_error(returncode: int, stdout: bytes, stderr: bytes) -> CNIError:
+    """Decode a failed run the way Go libcni does: JSON error on stdout, else stderr text."""
+    if not stdout.strip():
+        if not stderr:
+            return CNIError(ErrorCode.INTERNAL, f"netplugin failed with no error message: exit status {returncode}")
+        return CNIError(ErrorCode.INTERNAL, f"netplugin failed: {_go_quote(stderr)}")
+    try:
+        obj = rawjson.loads(stdout)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        code, msg, details = obj.get("code", 0), obj.get("msg", ""), obj.get("details", "")
+        if not isinstance(code, int) or isinstance(code, bool) or not isinstance(msg, str) or not isinstance(details, str):
+            raise ValueError("code must be a number, msg and details strings")
+    except ValueError as exc:
+        return CNIError(
+            ErrorCode.INTERNAL, f"netplugin failed but error parsing its diagnostic message {_go_quote(stdout)}: {exc}"
+        )
+    return CNIError(code, msg, details)
+
+
+class Executor:
+    """Runs plugin binaries. `timeout` (seconds, None = no limit) bounds every run."""
+
+    def __init__(self, timeout: float | None = None, busy_wait: float = BUSY_WAIT_SECONDS,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.timeout = timeout
+        self.busy_wait = busy_wait
+        self.env = env
+
+    def run(self, plugin_path: str, stdin: bytes, args: PluginArgs) -> bytes:
+        """Run the plugin; its stdout on success, a CNIError (or PluginTimeoutError) otherwise."""
+        env = args.environ(self.env)
+        retrying = Retrying(
+            retry=retry_if_exception(_is_busy),
+            stop=stop_after_attempt(BUSY_ATTEMPTS),
+            wait=wait_fixed(self.busy_wait),
+            reraise=True,
+        )
+        try:
+            proc = retrying(self._spawn, plugin_path, env)
+        except OSError as exc:
+            raise CNIError(ErrorCode.INTERNAL, f"failed to run plugin {plugin_path}: {exc.strerror}") from None
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            raise PluginTimeoutError(plugin_path, args.command, self.timeout or 0) from None
+        except BaseException:
+            self._kill(proc)
+            raise
+        if proc.returncode != 0:
+            raise plugin_error(proc.returncode, stdout, stderr)
+        return stdout
+
+    @staticmethod
+    def _spawn(plugin_path: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [plugin_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, close_fds=True, start_new_session=True,
+        )
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        """Kill the plugin and everything in its session, then reap it."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.kill()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a grandchild escaped the session and holds the pipes
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe:
+                    pipe.close()
+            proc.wait()
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin said to VERSION."""
+
+    cni_version: str
+    supported_versions: tuple[str, ...]
+
+
+def decode_version_info(stdout: bytes) -> PluginInfo:
+    try:
+        obj = rawjson.loads(stdout)
+    except ValueError as exc:
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"decoding version info: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info: not a JSON object")
+    cni_version = obj.get("cniVersion")
+    if not cni_version or not isinstance(cni_version, str):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info: missing field cniVersion")
+    supported: Any = obj.get("supportedVersions") or []
+    if not isinstance(supported, list) or not all(isinstance(v, str) for v in supported):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info: supportedVersions must be a list of strings")
+    if not supported:
+        if cni_version == "0.2.0":
+            return PluginInfo(cni_version, ("0.1.0", "0.2.0"))
+        raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version info: missing field supportedVersions")
+    return PluginInfo(cni_version, tuple(supported))

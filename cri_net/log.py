@@ -1,0 +1,58 @@
+"""Structured logging: `key=value` text or one JSON object per line.
+
+Every record carries its context as keyword fields (`pod=`, `network=`, `plugin=`...), passed
+with `extra={"fields": {...}}` or through `kv(logger, level, msg, **fields)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' ="\n\t'):
+        return json.dumps(text)
+    return text
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        parts = [f"time={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
+                 f"msg={_quote(record.getMessage())}"]
+        for key, value in getattr(record, "fields", {}).items():
+            parts.append(f"{key}={_quote(value)}")
+        if record.exc_info:
+            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": record.created, "level": record.levelname.lower(), "logger": record.name,
+            "msg": record.getMessage(), **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup(level: str = "info", fmt: str = "text") -> None:
+    """Configure the root logger once for a command-line entry point (stderr)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if fmt == "json" else KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def kv(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
+    """Log `msg` with structured `fields`, skipping the work when the level is off."""
+    if logger.isEnabledFor(level):
+        logger.log(level, msg, extra={"fields": fields})
