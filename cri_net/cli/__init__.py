@@ -1,0 +1,1 @@
+"""The `cri-net` command line."""

@@ -1,0 +1,106 @@
+"""`cri-net cni`: a drop-in for upstream cnitool, on top of cri_net.libcni.
+
+Same environment (NETCONFPATH, CNI_PATH, CAP_ARGS, CNI_ARGS, CNI_IFNAME), same container id
+("cnitool-" + first 20 hex digits of SHA-512 of the absolute netns path), same cache files,
+so a user can swap one for the other mid-flight. Adds --cache-dir and --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+from .. import libcni
+
+COMMANDS = ("add", "check", "del", "status", "gc", "version")
+DEFAULT_NET_DIR = "/etc/cni/net.d"
+
+
+class UsageError(Exception):
+    """Bad command-line input (environment variables included)."""
+
+
+def container_id_for(netns: str) -> str:
+    """cnitool's container id for a netns path."""
+    return "cnitool-" + hashlib.sha512(os.path.abspath(netns).encode()).hexdigest()[:20]
+
+
+def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
+    """`K=V;K=V` as cnitool parses it: exactly one '=' per pair, both sides non-empty."""
+    pairs = []
+    for pair in text.split(";"):
+        kv = pair.split("=")
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            raise UsageError(f"invalid CNI_ARGS pair {pair!r}")
+        pairs.append((kv[0], kv[1]))
+    return tuple(pairs)
+
+
+def parse_cap_args(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"CAP_ARGS is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError("CAP_ARGS must be a JSON object")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("cni", help="cnitool-compatible: run a network's plugins against a netns",
+                       description="Environment: NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CAP_ARGS (JSON), "
+                                   "CNI_ARGS (K=V;K=V), CNI_IFNAME (default eth0).")
+    p.add_argument("command", choices=COMMANDS)
+    p.add_argument("network")
+    p.add_argument("netns", nargs="?", default="", help="netns path (required for add, check, del)")
+    p.add_argument("--cache-dir", default=libcni.DEFAULT_CACHE_DIR, help="result cache dir (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    env = os.environ
+    try:
+        if args.command in ("add", "check", "del") and not args.netns:
+            raise UsageError(f"cni {args.command}: NETNS is required")
+        net = libcni.load_conf_list(env.get("NETCONFPATH") or DEFAULT_NET_DIR, args.network)
+        cni = libcni.CNI([d for d in env.get("CNI_PATH", "").split(":") if d], cache_dir=args.cache_dir,
+                         timeout=args.timeout)
+        if args.command == "status":
+            cni.status_network_list(net)
+            return 0
+        if args.command == "gc":
+            cni.gc_network_list(net, None)  # as cnitool: no valid attachments, everything goes
+            return 0
+        if args.command == "version":
+            _print_json({"name": net.name, "cniVersion": net.cni_version,
+                         "capabilities": cni.validate_network_list(net),
+                         "plugins": [{"type": t, "supportedVersions": list(cni.version_info(t).supported_versions)}
+                                     for t in dict.fromkeys(net.plugin_types)]})
+            return 0
+        netns = os.path.abspath(args.netns)
+        rt = libcni.RuntimeConf(
+            container_id=container_id_for(netns), netns=netns,
+            ifname=env["CNI_IFNAME"] if "CNI_IFNAME" in env else "eth0",
+            args=parse_cni_args(env["CNI_ARGS"]) if env.get("CNI_ARGS") else (),
+            capability_args=parse_cap_args(env["CAP_ARGS"]) if env.get("CAP_ARGS") else {},
+        )
+        if args.command == "add":
+            _print_json(cni.add_network_list(net, rt).to_dict())
+        elif args.command == "check":
+            cni.check_network_list(net, rt)
+        else:
+            cni.del_network_list(net, rt)
+        return 0
+    except (libcni.CNIError, UsageError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _print_json(doc: dict[str, Any]) -> None:
+    """Indented like Go's json.MarshalIndent(r, "", "    "), which cnitool prints."""
+    print(json.dumps(doc, indent=4, ensure_ascii=False))
