@@ -1,0 +1,231 @@
+"""The CRI adaptor: a pod's network planes.
+
+Attach order: loopback (`lo`), the extra planes in request order on their own interfaces,
+then the default network on the default interface. Everything is validated before anything
+is attached; a failure rolls back what was attached (reverse order, loopback last) and raises
+one AttachError naming the network and plugin. Detach is best effort over every plane known
+from the cache or the request, in reverse order, and succeeds when everything is gone.
+
+Capability args (port mappings, bandwidth, IP ranges, DNS) go to the default network only:
+two planes mapping the same host port, or shaping the same pod twice, would be wrong. Extra
+planes get the pod annotations capability.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from cri_net import libcni
+from cri_net.config import Settings
+from cri_net.libcni import CNIError, NetworkConfigList
+from cri_net.log import kv
+from cri_net.network import annotations
+from cri_net.network.errors import AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError, NetworkNotReadyError
+from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
+from cri_net.network.results import plane_result
+from cri_net.operator import CNIOperator, PlaneRef
+
+from . import NATIVE_FILE_PREFIX
+from .listing import filter_infos, network_info
+
+log = logging.getLogger("cri_net.adaptors.cri")
+
+POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
+
+
+class CRIAdaptor:
+    kind = "cri"
+
+    def __init__(self, settings: Settings, watch: bool = False) -> None:
+        self.settings = settings
+        self.operator = CNIOperator(settings.conf_dir, settings.bin_dirs, settings.cache_dir,
+                                    settings.plugin_timeout, file_filter=lambda n: not n.startswith(NATIVE_FILE_PREFIX))
+        if watch:
+            self.operator.watch(settings.conf_poll_interval)
+
+    # ---- state -------------------------------------------------------------------------
+    def default_network(self) -> NetworkConfigList:
+        nets = self.operator.networks
+        if self.settings.default_network:
+            net = nets.get(self.settings.default_network)
+            if net is None:
+                raise NetworkNotReadyError(f"{self.operator.conf_dir} (default network "
+                                           f"{self.settings.default_network!r} not loaded)")
+            return net
+        net = nets.default()
+        if net is None:
+            raise NetworkNotReadyError(self.operator.conf_dir)
+        return net
+
+    def ready(self) -> bool:
+        try:
+            self.default_network()
+        except NetworkNotReadyError:
+            return False
+        return True
+
+    def update(self) -> None:
+        self.operator.update()
+
+    def close(self) -> None:
+        self.operator.close()
+
+    # ---- planning ----------------------------------------------------------------------
+    def plan(self, conf: NetworkApiConf) -> list[tuple[NetworkConfigList, PlaneRef]]:
+        """Validate `conf` and return the planes to attach, in order (loopback excluded)."""
+        try:
+            libcni.validate_container_id(conf.pod_id)
+        except CNIError as exc:
+            raise InvalidRequestError("pod_id", str(exc)) from None
+        if not conf.netns_path:
+            raise InvalidRequestError("netns_path", "missing network namespace path")
+        try:
+            libcni.validate_interface_name(conf.default_interface)
+        except CNIError as exc:
+            raise InvalidRequestError("default_interface", str(exc)) from None
+        try:
+            extras = list(conf.extra_nets) + list(annotations.parse_extra_networks(conf.annotations))
+            cni_args = annotations.build_cni_args(conf.namespace, conf.name, conf.pod_id, conf.pod_uid,
+                                                  conf.annotations)
+            caps = annotations.capability_args(conf.annotations, conf.port_mappings, conf.pod_cidr, conf.dns,
+                                               pod=f"{conf.namespace}/{conf.name}")
+        except annotations.AnnotationError as exc:
+            raise InvalidRequestError(exc.key, exc.reason) from None
+        cni_args += [(k, v) for k, v in conf.args.items() if k not in {a for a, _ in cni_args}]
+        caps = _merge_direct_caps(conf.capabilities, caps)
+        default = self.default_network()
+        planes: list[tuple[NetworkConfigList, PlaneRef]] = []
+        used = {"lo", conf.default_interface}
+        for i, extra in enumerate(extras):
+            key = f"{annotations.EXTRA_NETWORKS_ANNOTATION}[{i}]"
+            if extra.name == default.name:
+                raise InvalidRequestError(key, f"network {extra.name!r} is the default network, attached on "
+                                               f"{conf.default_interface} already")
+            net = self.operator.networks.get(extra.name)
+            if net is None:
+                raise InvalidRequestError(key, f"unknown network {extra.name!r} (loaded: "
+                                               f"{', '.join(self.operator.networks.names) or 'none'})")
+            if extra.interface in used:
+                raise InvalidRequestError(key, f"interface {extra.interface!r} is already used in this pod")
+            try:
+                libcni.validate_interface_name(extra.interface)
+            except CNIError as exc:
+                raise InvalidRequestError(key, str(exc)) from None
+            used.add(extra.interface)
+            extra_caps = {POD_ANNOTATIONS_CAP: caps[POD_ANNOTATIONS_CAP]} if POD_ANNOTATIONS_CAP in caps else {}
+            planes.append((net, PlaneRef(net.name, conf.pod_id, conf.netns_path, extra.interface,
+                                         tuple(cni_args), extra_caps)))
+        planes.append((default, PlaneRef(default.name, conf.pod_id, conf.netns_path, conf.default_interface,
+                                         tuple(cni_args), caps)))
+        return planes
+
+    # ---- attach / detach / check -------------------------------------------------------
+    def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
+        planes = self.plan(conf)
+        attached: list[PlaneRef] = []
+        lo = PlaneRef(self.operator.loopback.name, conf.pod_id, conf.netns_path, "lo")
+        current = lo
+        try:
+            self.operator.attach_loopback(conf.pod_id, conf.netns_path)
+            attached.append(lo)
+            for net, plane in planes:
+                current = plane
+                self.operator.attach_network_plane(net, plane)
+                attached.append(plane)
+        except CNIError as exc:
+            failures = self._detach_planes(list(reversed(attached)))
+            kv(log, logging.WARNING, "pod attach failed; rolled back", pod=f"{conf.namespace}/{conf.name}",
+               pod_id=conf.pod_id, network=current.network, error=str(exc), rollback_failures=len(failures))
+            raise AttachError(current.network, current.ifname, exc,
+                              [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
+        kv(log, logging.INFO, "pod attached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id,
+           networks=",".join(p.network for _, p in planes))
+        return self.results(conf, [p for _, p in planes])
+
+    def _detach_planes(self, planes: list[PlaneRef]) -> list[tuple[str, str, Exception]]:
+        failures: list[tuple[str, str, Exception]] = []
+        for plane in planes:
+            try:
+                self.operator.detach_network_plane(plane)
+            except CNIError as exc:
+                failures.append((plane.network, plane.ifname, exc))
+        return failures
+
+    def known_planes(self, conf: NetworkApiConf) -> list[PlaneRef]:
+        """Every plane of the pod, detach order: default, extras reversed, loopback last.
+
+        From the cache (what was really attached) plus what the request names (a plane whose
+        ADD was interrupted before its result was cached still gets its DEL)."""
+        netns = conf.netns_path if conf.netns_path and os.path.exists(conf.netns_path) else ""
+        loopback = self.operator.loopback.name
+        found: dict[tuple[str, str], PlaneRef] = {}
+        for att in self.operator.cni.cached_attachments(conf.pod_id):
+            if att.network != loopback:
+                found[(att.network, att.ifname)] = PlaneRef(att.network, conf.pod_id, netns, att.ifname)
+        try:
+            for _, plane in self.plan(conf):
+                found.setdefault((plane.network, plane.ifname),
+                                 PlaneRef(plane.network, conf.pod_id, netns, plane.ifname, plane.args,
+                                          plane.capability_args))
+        except (NetworkApiError, CNIError):
+            pass  # a request we cannot plan any more: the cache is the truth
+        ordered = sorted(found.values(), key=lambda p: (p.ifname != conf.default_interface, p.ifname))
+        default = [p for p in ordered if p.ifname == conf.default_interface]
+        extras = [p for p in ordered if p.ifname != conf.default_interface]
+        return default + list(reversed(extras)) + [PlaneRef(loopback, conf.pod_id, netns, "lo")]
+
+    def detach(self, conf: NetworkApiConf) -> None:
+        failures = self._detach_planes(self.known_planes(conf))
+        if failures:
+            kv(log, logging.WARNING, "pod detach incomplete", pod=f"{conf.namespace}/{conf.name}",
+               pod_id=conf.pod_id, failures=len(failures))
+            raise DetachError(failures)
+        kv(log, logging.INFO, "pod detached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id)
+
+    def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
+        planes = [p for p in self.known_planes(conf) if p.network != self.operator.loopback.name]
+        for plane in planes:
+            try:
+                self.operator.check_network_plane(plane)
+            except CNIError as exc:
+                raise CheckError(plane.network, plane.ifname, exc) from exc
+        return self.results(conf, planes)
+
+    def results(self, conf: NetworkApiConf, planes: list[PlaneRef]) -> list[NetworkApiResult]:
+        """One result per plane from the cache, default interface first."""
+        out = [plane_result(p.network, p.ifname, self.operator.cached_result(p)) for p in planes]
+        return sorted(out, key=lambda r: r.interface != conf.default_interface)
+
+    # ---- configs -----------------------------------------------------------------------
+    def conf_create(self, request: NetworkCreateRequest) -> NetworkInfo:
+        raise NetworkApiError("the cri adaptor does not create networks: write a config file in "
+                              f"{self.operator.conf_dir}, or use the native adaptor")
+
+    def conf_rm(self, name: str) -> str:
+        raise NetworkApiError("the cri adaptor does not remove networks: delete the config file in "
+                              f"{self.operator.conf_dir}")
+
+    def conf_inspect(self, name: str) -> str:
+        net = self.operator.networks.get(name)
+        if net is None:
+            raise NetworkApiError(f"network {name!r} not found in {self.operator.conf_dir}")
+        return net.raw.decode("utf-8")
+
+    def conf_list(self, filters: dict[str, list[str]] | None = None) -> list[NetworkInfo]:
+        return filter_infos([network_info(n) for n in self.operator.networks.networks], filters)
+
+    def exist(self, name: str) -> bool:
+        return self.operator.networks.get(name) is not None
+
+
+def _merge_direct_caps(direct: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
+    """Capabilities set with insert_* win over the annotations' (port mappings add up)."""
+    merged = dict(caps)
+    for key, value in direct.items():
+        if key == annotations.CAP_PORT_MAPPINGS:
+            merged[key] = list(value) + list(caps.get(key, []))
+        else:
+            merged[key] = value
+    return merged

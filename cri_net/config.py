@@ -1,0 +1,98 @@
+"""cri-net's settings: defaults, then a config file (TOML or JSON), then command-line flags.
+
+One model serves every sub-command, so `cri-net network ...` and `cri-net serve` always agree
+on where configs, plugins, caches and state live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tomllib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_FILE = "/etc/cri-net/config.toml"
+
+
+class Settings(BaseModel):
+    """Effective configuration; field names are the config-file keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "unix:///run/cri-net/cri-net.sock"
+    conf_dir: str = "/etc/cni/net.d"
+    bin_dirs: list[str] = Field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
+    cache_dir: str = "/var/lib/cni"
+    state_dir: str = "/var/lib/cri-net"
+    netns_dir: str = "/run/cri-net/netns"
+    default_network: str | None = None
+    plugin_timeout: float = Field(60.0, gt=0)
+    ip_pref: Literal["ipv4", "ipv6", "cni"] = "ipv4"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    conf_poll_interval: float = Field(5.0, gt=0)
+
+    @field_validator("conf_dir", "cache_dir", "state_dir", "netns_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not os.path.isabs(value):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return os.path.normpath(value)
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be read or validated; names the file and the key."""
+
+
+def load_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        doc = json.loads(data) if path.endswith(".json") else tomllib.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigFileError(f"{path}: top level must be a table/object")
+    return {k.replace("-", "_"): v for k, v in doc.items()}
+
+
+def build(config_file: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults < config file < overrides (flags); raises ConfigFileError naming file and key."""
+    values: dict[str, Any] = {}
+    source = "flags"
+    if config_file:
+        values.update(load_file(config_file))
+        source = config_file
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigFileError(f"{source}: {key}: {err['msg']}") from None
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """The directory flags every sub-command takes."""
+    parser.add_argument("--config", help=f"config file, TOML or JSON (default {DEFAULT_CONFIG_FILE} if present)")
+    parser.add_argument("--conf-dir", dest="conf_dir", help="CNI network config dir (default /etc/cni/net.d)")
+    parser.add_argument("--bin-dir", dest="bin_dirs", action="append",
+                        help="CNI plugin dir, repeatable (default /opt/cni/bin and /usr/lib/cni)")
+    parser.add_argument("--cache-dir", dest="cache_dir", help="CNI result cache dir (default /var/lib/cni)")
+    parser.add_argument("--state-dir", dest="state_dir", help="cri-net state dir (default /var/lib/cri-net)")
+    parser.add_argument("--plugin-timeout", dest="plugin_timeout", type=float,
+                        help="seconds before a plugin is killed (default 60)")
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    config_file = getattr(args, "config", None)
+    if config_file is None and os.path.exists(DEFAULT_CONFIG_FILE):
+        config_file = DEFAULT_CONFIG_FILE
+    keys = Settings.model_fields.keys()
+    return build(config_file, {k: v for k, v in vars(args).items() if k in keys})

@@ -1,0 +1,15 @@
+"""The network API (seed 001): attach/detach/check pods and containers, manage network configs.
+
+    module = NetworkModule.init(settings)          # loads the "cri" and "native" adaptors
+    results = module.attach(conf, "cri")           # loopback, extra planes, default network
+    module.detach(conf, "cri")
+"""
+
+from .errors import (AdaptorNotFoundError, AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+                     NetworkNotReadyError)
+from .models import ExtraNet, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
+from .module import NetworkModule
+
+__all__ = ["AdaptorNotFoundError", "AttachError", "CheckError", "DetachError", "InvalidRequestError", "NetworkApiError",
+           "NetworkNotReadyError", "ExtraNet", "NetworkApiConf", "NetworkApiResult", "NetworkCreateRequest",
+           "NetworkInfo", "NetworkModule"]

@@ -1,0 +1,131 @@
+"""NetworkModule: the seed's fifteen `network_module_*` calls over registered adaptors.
+
+Adaptors are found by type ("cri" for pods, "native" for plain containers) and imported on
+first use, so a caller that only needs one does not pay for the other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any, Callable, Protocol
+
+from ..config import Settings
+from . import annotations
+from .errors import AdaptorNotFoundError, InvalidRequestError
+from .models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
+
+
+class Adaptor(Protocol):
+    """What an adaptor provides; unsupported calls raise NetworkApiError."""
+
+    kind: str
+
+    def ready(self) -> bool: ...
+    def update(self) -> None: ...
+    def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]: ...
+    def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]: ...
+    def detach(self, conf: NetworkApiConf) -> None: ...
+    def conf_create(self, request: NetworkCreateRequest) -> NetworkInfo: ...
+    def conf_inspect(self, name: str) -> str: ...
+    def conf_list(self, filters: dict[str, list[str]] | None = None) -> list[NetworkInfo]: ...
+    def conf_rm(self, name: str) -> str: ...
+    def exist(self, name: str) -> bool: ...
+    def close(self) -> None: ...
+
+
+ADAPTORS: dict[str, str] = {
+    "cri": "adaptors.cri:CRIAdaptor",
+    "native": "adaptors.native:NativeAdaptor",
+}
+
+
+class NetworkModule:
+    """The network API. Create with `NetworkModule.init(settings)`; end with `exit()`."""
+
+    def __init__(self, settings: Settings, watch: bool = False) -> None:
+        self.settings = settings
+        self.watch = watch
+        self._adaptors: dict[str, Adaptor] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def init(cls, settings: Settings, kinds: tuple[str, ...] = (), watch: bool = False) -> "NetworkModule":
+        """network_module_init: settings, and optionally adaptors to load right away."""
+        module = cls(settings, watch=watch)
+        for kind in kinds:
+            module.adaptor(kind)
+        return module
+
+    def adaptor(self, kind: str) -> Adaptor:
+        with self._lock:
+            if kind not in self._adaptors:
+                if kind not in ADAPTORS:
+                    raise AdaptorNotFoundError(kind, sorted(ADAPTORS))
+                module_name, cls_name = ADAPTORS[kind].split(":")
+                cls = getattr(importlib.import_module(module_name), cls_name)
+                self._adaptors[kind] = cls(self.settings, watch=self.watch)
+            return self._adaptors[kind]
+
+    # ---- containers / pods -------------------------------------------------------------
+    def attach(self, conf: NetworkApiConf, kind: str) -> list[NetworkApiResult]:
+        return self.adaptor(kind).attach(conf)
+
+    def check(self, conf: NetworkApiConf, kind: str) -> list[NetworkApiResult]:
+        return self.adaptor(kind).check(conf)
+
+    def detach(self, conf: NetworkApiConf, kind: str) -> None:
+        self.adaptor(kind).detach(conf)
+
+    # ---- configs -----------------------------------------------------------------------
+    def conf_create(self, kind: str, request: NetworkCreateRequest) -> NetworkInfo:
+        return self.adaptor(kind).conf_create(request)
+
+    def conf_inspect(self, kind: str, name: str) -> str:
+        return self.adaptor(kind).conf_inspect(name)
+
+    def conf_list(self, kind: str, filters: dict[str, list[str]] | None = None) -> list[NetworkInfo]:
+        return self.adaptor(kind).conf_list(filters)
+
+    def conf_rm(self, kind: str, name: str) -> str:
+        return self.adaptor(kind).conf_rm(name)
+
+    def ready(self, kind: str) -> bool:
+        return self.adaptor(kind).ready()
+
+    def update(self, kind: str) -> None:
+        self.adaptor(kind).update()
+
+    def exist(self, kind: str, name: str) -> bool:
+        return self.adaptor(kind).exist(name)
+
+    def exit(self) -> None:
+        """network_module_exit: stop watchers and drop adaptors."""
+        with self._lock:
+            for adaptor in self._adaptors.values():
+                adaptor.close()
+            self._adaptors.clear()
+
+    # ---- capability values set directly by the caller (seed 12-14) ---------------------
+    @staticmethod
+    def insert_portmapping(value: str, conf: NetworkApiConf) -> NetworkApiConf:
+        """Add port mappings: JSON list of {hostPort, containerPort, protocol, hostIP}."""
+        return _with_caps(conf, lambda caps: annotations.insert_portmapping(value, caps))
+
+    @staticmethod
+    def insert_bandwidth(value: str, conf: NetworkApiConf, direction: str = "ingress") -> NetworkApiConf:
+        """Set one direction's rate: a Kubernetes quantity in bits/s ("10M", "1Mi")."""
+        return _with_caps(conf, lambda caps: annotations.insert_bandwidth(value, caps, direction))  # type: ignore[arg-type]
+
+    @staticmethod
+    def insert_iprange(value: str, conf: NetworkApiConf) -> NetworkApiConf:
+        """Add IP range sets: JSON [[{subnet, rangeStart, rangeEnd, gateway}]]."""
+        return _with_caps(conf, lambda caps: annotations.insert_iprange(value, caps))
+
+
+def _with_caps(conf: NetworkApiConf, change: Callable[[dict[str, Any]], dict[str, Any]]) -> NetworkApiConf:
+    try:
+        caps = change(dict(conf.capabilities))
+    except annotations.AnnotationError as exc:
+        raise InvalidRequestError(exc.key, exc.reason) from None
+    return conf.model_copy(update={"capabilities": caps})

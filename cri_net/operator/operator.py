@@ -1,0 +1,199 @@
+"""CNIOperator: the layer between the adaptors and libcni (seed 000, cni_operator_design).
+
+It owns the current `NetworkSet` of one conf dir (swapped atomically on reload; a reload that
+finds nothing usable keeps the last good set) and attaches, checks and detaches one plane at
+a time. Two rules make teardown reliable:
+- a failed ADD is followed by a DEL of that plane, so earlier plugins release what they took;
+- DEL uses the config and args cached at ADD time, so editing or deleting a file after a pod
+  started still tears down exactly what was set up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .. import libcni
+from ..libcni import CNI, CNIError, NetworkConfigList, PluginInfo, Result, RuntimeConf
+from ..log import kv
+from .loader import FileFilter, NetworkSet, load_networks
+from .watcher import ConfDirWatcher
+
+log = logging.getLogger("cri_net.operator")
+
+LOOPBACK_CONFLIST = b'{"cniVersion":"0.3.1","name":"cni-loopback","plugins":[{"type":"loopback"}]}'
+LOOPBACK_IFNAME = "lo"
+
+
+@dataclass(frozen=True)
+class PlaneRef:
+    """One attachment of a container to a network on an interface."""
+
+    network: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: tuple[tuple[str, str], ...] = ()
+    capability_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def runtime_conf(self) -> RuntimeConf:
+        return RuntimeConf(self.container_id, self.netns, self.ifname, self.args, self.capability_args)
+
+
+class CNIOperator:
+    """Networks of one conf dir, and plane operations on them."""
+
+    def __init__(self, conf_dir: str, bin_dirs: Sequence[str], cache_dir: str = libcni.DEFAULT_CACHE_DIR,
+                 timeout: float | None = None, file_filter: FileFilter | None = None) -> None:
+        self.conf_dir = conf_dir
+        self.file_filter = file_filter
+        self.cni = CNI(bin_dirs, cache_dir=cache_dir, timeout=timeout)
+        self.loopback = libcni.conf_list_from_bytes(LOOPBACK_CONFLIST, source="<built-in loopback>")
+        self._networks = NetworkSet(conf_dir)
+        self._last_error = ""
+        self._reload_lock = threading.Lock()
+        self._watcher: ConfDirWatcher | None = None
+        self.update()
+
+    # ---- configs -----------------------------------------------------------------------
+    @property
+    def networks(self) -> NetworkSet:
+        return self._networks
+
+    @property
+    def last_reload_error(self) -> str:
+        """Why the last reload kept the previous set ("" when it was applied)."""
+        return self._last_error
+
+    def update(self) -> NetworkSet:
+        """Re-read the conf dir. An empty or wholly bad result keeps the last good set."""
+        with self._reload_lock:
+            try:
+                fresh = load_networks(self.conf_dir, self.file_filter)
+            except CNIError as exc:
+                self._last_error = str(exc)
+                kv(log, logging.WARNING, "conf dir reload failed; keeping previous networks",
+                   conf_dir=self.conf_dir, error=str(exc))
+                return self._networks
+            if not fresh.networks and self._networks.networks:
+                reasons = "; ".join(f"{s.path}: {s.reason}" for s in fresh.skipped) or "no config files"
+                self._last_error = f"no usable network config in {self.conf_dir} ({reasons})"
+                kv(log, logging.WARNING, "conf dir has no usable networks; keeping previous set",
+                   conf_dir=self.conf_dir, kept=",".join(self._networks.names), reason=reasons)
+                # keep the networks, but report what the dir holds now
+                self._networks = dataclasses.replace(self._networks, skipped=fresh.skipped)
+                return self._networks
+            self._last_error = ""
+            for skipped in fresh.skipped:
+                kv(log, logging.WARNING, "skipped network config", file=skipped.path, reason=skipped.reason)
+            self._networks = fresh
+            kv(log, logging.INFO, "loaded networks", conf_dir=self.conf_dir, networks=",".join(fresh.names),
+               skipped=len(fresh.skipped))
+            return fresh
+
+    def watch(self, poll_interval: float = 5.0) -> None:
+        """Reload on changes in the conf dir (inotify, else polling) until `close()`."""
+        if self._watcher is None:
+            self._watcher = ConfDirWatcher(self.conf_dir, self.update, poll_interval).start()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def get(self, name: str) -> NetworkConfigList:
+        net = self._networks.get(name)
+        if net is None:
+            raise CNIError(libcni.ErrorCode.INVALID_NETWORK_CONFIG,
+                           f'no net configuration with name "{name}" in {self.conf_dir}')
+        return net
+
+    # ---- loopback ----------------------------------------------------------------------
+    def attach_loopback(self, container_id: str, netns: str) -> Result:
+        return self.attach_network_plane(self.loopback, PlaneRef(self.loopback.name, container_id, netns,
+                                                                 LOOPBACK_IFNAME))
+
+    def detach_loopback(self, container_id: str, netns: str) -> None:
+        self.detach_network_plane(PlaneRef(self.loopback.name, container_id, netns, LOOPBACK_IFNAME))
+
+    # ---- planes ------------------------------------------------------------------------
+    def attach_network_plane(self, net: NetworkConfigList, plane: PlaneRef) -> Result:
+        """ADD `net` for `plane`; on failure DEL it again (best effort) and re-raise."""
+        rt = plane.runtime_conf()
+        try:
+            result = self.cni.add_network_list(net, rt)
+        except CNIError as exc:
+            kv(log, logging.WARNING, "attach failed; rolling back plane", network=net.name,
+               container=plane.container_id, ifname=plane.ifname, error=str(exc))
+            try:
+                self.cni.del_network_list(net, rt)
+            except CNIError as del_exc:
+                kv(log, logging.ERROR, "rollback DEL failed", network=net.name, container=plane.container_id,
+                   ifname=plane.ifname, error=str(del_exc))
+            raise
+        kv(log, logging.INFO, "attached plane", network=net.name, container=plane.container_id, ifname=plane.ifname)
+        return result
+
+    def cached_plane_config(self, plane: PlaneRef) -> tuple[NetworkConfigList, RuntimeConf] | None:
+        """The list and runtime args this plane was attached with, from the result cache."""
+        record = self.cni.cache.read(plane.network, plane.container_id, plane.ifname)
+        if record is None or not record.config:
+            return None
+        try:
+            net = libcni.conf_list_from_bytes(record.config, source=f"<cached config of {plane.network}>")
+        except CNIError as exc:
+            kv(log, logging.WARNING, "cached config unusable", network=plane.network,
+               container=plane.container_id, error=str(exc))
+            return None
+        if net.name != record.network_name:  # e.g. a conf that had no name: its file name was used
+            net = dataclasses.replace(net, name=record.network_name)
+        netns = plane.netns or record.netns
+        if netns and not os.path.exists(netns):
+            netns = ""  # the netns is gone: DEL still releases IPAM and host-side state
+        rt = RuntimeConf(record.container_id, netns, record.ifname, tuple(record.cni_args), record.capability_args)
+        return net, rt
+
+    def detach_network_plane(self, plane: PlaneRef) -> None:
+        """DEL with the cached config and args; without a cache entry, with today's config."""
+        cached = self.cached_plane_config(plane)
+        if cached is not None:
+            net, rt = cached
+        elif plane.network == self.loopback.name:
+            net, rt = self.loopback, plane.runtime_conf()
+        else:
+            current = self._networks.get(plane.network)
+            if current is None:
+                kv(log, logging.INFO, "nothing to detach: no cached attachment and no such network",
+                   network=plane.network, container=plane.container_id, ifname=plane.ifname)
+                return
+            net, rt = current, plane.runtime_conf()
+        self.cni.del_network_list(net, rt)
+        kv(log, logging.INFO, "detached plane", network=plane.network, container=plane.container_id,
+           ifname=plane.ifname)
+
+    def check_network_plane(self, plane: PlaneRef) -> None:
+        cached = self.cached_plane_config(plane)
+        if cached is None:
+            raise CNIError(libcni.ErrorCode.UNKNOWN_CONTAINER,
+                           f"no cached attachment of {plane.container_id} to network {plane.network} "
+                           f"on {plane.ifname}")
+        net, rt = cached
+        self.cni.check_network_list(net, rt)
+
+    def cached_result(self, plane: PlaneRef) -> Result | None:
+        """The plane's result from the cache (no plugin runs)."""
+        raw = self.cni.cache.read_result(plane.network, plane.container_id, plane.ifname)
+        if raw is None:
+            return None
+        try:
+            return libcni.parse_result(raw)
+        except CNIError:
+            return None
+
+    def version_network_plane(self, net: NetworkConfigList) -> dict[str, PluginInfo]:
+        """VERSION of each plugin type in the plane."""
+        return {t: self.cni.version_info(t) for t in dict.fromkeys(net.plugin_types)}

@@ -1,0 +1,102 @@
+"""Watching a conf dir: inotify where the kernel offers it, a cheap listing poll otherwise.
+
+The callback runs on the watcher's own thread after changes settle (debounced), so an
+editor's write-then-rename shows up as one reload.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import select
+import threading
+from typing import Callable
+
+from ..log import kv
+
+log = logging.getLogger("cri_net.operator")
+
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+_IN_EVENTS = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800  # modify, close_write, moves, create, delete, self
+
+
+def _dir_signature(path: str) -> tuple[tuple[str, int, int], ...]:
+    try:
+        with os.scandir(path) as it:
+            return tuple(sorted((e.name, int(e.stat().st_mtime_ns), e.stat().st_size) for e in it))
+    except OSError:
+        return ()
+
+
+class ConfDirWatcher:
+    """Calls `on_change()` when files in `path` change; `stop()` ends the thread."""
+
+    def __init__(self, path: str, on_change: Callable[[], None], poll_interval: float = 5.0,
+                 debounce: float = 0.1) -> None:
+        self.path, self.on_change = path, on_change
+        self.poll_interval, self.debounce = poll_interval, debounce
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"confwatch:{path}", daemon=True)
+        self._libc = None
+        lib = ctypes.util.find_library("c")
+        if lib:
+            self._libc = ctypes.CDLL(lib, use_errno=True)
+
+    def start(self) -> "ConfDirWatcher":
+        """Take the baseline now, so a change made right after start() is not missed."""
+        self._fd = self._inotify_fd()
+        self._signature = _dir_signature(self.path)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _inotify_fd(self) -> int | None:
+        if self._libc is None or not os.path.isdir(self.path):
+            return None
+        fd = self._libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            return None
+        if self._libc.inotify_add_watch(fd, self.path.encode(), _IN_EVENTS) < 0:
+            os.close(fd)
+            return None
+        return fd
+
+    def _run(self) -> None:
+        signature, fd = self._signature, self._fd
+        kv(log, logging.DEBUG, "watching conf dir", conf_dir=self.path, mode="inotify" if fd is not None else "poll")
+        try:
+            while not self._stop.is_set():
+                if fd is not None:
+                    ready, _, _ = select.select([fd], [], [], self.poll_interval)
+                    if ready:
+                        self._drain(fd)
+                        self._stop.wait(self.debounce)
+                        self._drain(fd)
+                else:
+                    self._stop.wait(self.poll_interval)
+                    if fd is None and os.path.isdir(self.path):
+                        fd = self._inotify_fd()  # the dir appeared: switch to events
+                new = _dir_signature(self.path)
+                if new != signature:
+                    signature = new
+                    try:
+                        self.on_change()
+                    except Exception:  # the watcher must outlive a bad reload
+                        log.exception("conf dir reload failed", extra={"fields": {"conf_dir": self.path}})
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    @staticmethod
+    def _drain(fd: int) -> None:
+        try:
+            while os.read(fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
