@@ -14,7 +14,6 @@ planes get the pod annotations capability.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from cri_net import libcni
@@ -29,6 +28,7 @@ from cri_net.operator import CNIOperator, PlaneRef
 
 from . import NATIVE_FILE_PREFIX
 from .listing import filter_infos, network_info
+from .planes import attach_all, cached_planes, detach_all, live_netns
 
 log = logging.getLogger("cri_net.adaptors.cri")
 
@@ -124,46 +124,24 @@ class CRIAdaptor:
     # ---- attach / detach / check -------------------------------------------------------
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = self.plan(conf)
-        attached: list[PlaneRef] = []
-        lo = PlaneRef(self.operator.loopback.name, conf.pod_id, conf.netns_path, "lo")
-        current = lo
         try:
-            self.operator.attach_loopback(conf.pod_id, conf.netns_path)
-            attached.append(lo)
-            for net, plane in planes:
-                current = plane
-                self.operator.attach_network_plane(net, plane)
-                attached.append(plane)
-        except CNIError as exc:
-            failures = self._detach_planes(list(reversed(attached)))
+            attach_all(self.operator, conf.pod_id, conf.netns_path, planes)
+        except AttachError as exc:
             kv(log, logging.WARNING, "pod attach failed; rolled back", pod=f"{conf.namespace}/{conf.name}",
-               pod_id=conf.pod_id, network=current.network, error=str(exc), rollback_failures=len(failures))
-            raise AttachError(current.network, current.ifname, exc,
-                              [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
+               pod_id=conf.pod_id, network=exc.network, error=str(exc.cause),
+               rollback_failures=len(exc.rollback_failures))
+            raise
         kv(log, logging.INFO, "pod attached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id,
            networks=",".join(p.network for _, p in planes))
         return self.results(conf, [p for _, p in planes])
-
-    def _detach_planes(self, planes: list[PlaneRef]) -> list[tuple[str, str, Exception]]:
-        failures: list[tuple[str, str, Exception]] = []
-        for plane in planes:
-            try:
-                self.operator.detach_network_plane(plane)
-            except CNIError as exc:
-                failures.append((plane.network, plane.ifname, exc))
-        return failures
 
     def known_planes(self, conf: NetworkApiConf) -> list[PlaneRef]:
         """Every plane of the pod, detach order: default, extras reversed, loopback last.
 
         From the cache (what was really attached) plus what the request names (a plane whose
         ADD was interrupted before its result was cached still gets its DEL)."""
-        netns = conf.netns_path if conf.netns_path and os.path.exists(conf.netns_path) else ""
-        loopback = self.operator.loopback.name
-        found: dict[tuple[str, str], PlaneRef] = {}
-        for att in self.operator.cni.cached_attachments(conf.pod_id):
-            if att.network != loopback:
-                found[(att.network, att.ifname)] = PlaneRef(att.network, conf.pod_id, netns, att.ifname)
+        netns = live_netns(conf.netns_path)
+        found = {(p.network, p.ifname): p for p in cached_planes(self.operator, conf.pod_id, netns)}
         try:
             for _, plane in self.plan(conf):
                 found.setdefault((plane.network, plane.ifname),
@@ -174,10 +152,10 @@ class CRIAdaptor:
         ordered = sorted(found.values(), key=lambda p: (p.ifname != conf.default_interface, p.ifname))
         default = [p for p in ordered if p.ifname == conf.default_interface]
         extras = [p for p in ordered if p.ifname != conf.default_interface]
-        return default + list(reversed(extras)) + [PlaneRef(loopback, conf.pod_id, netns, "lo")]
+        return default + list(reversed(extras)) + [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")]
 
     def detach(self, conf: NetworkApiConf) -> None:
-        failures = self._detach_planes(self.known_planes(conf))
+        failures = detach_all(self.operator, self.known_planes(conf))
         if failures:
             kv(log, logging.WARNING, "pod detach incomplete", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, failures=len(failures))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..fsutil import atomic_write
 from . import rawjson
 from .errors import CacheError, CNIError, ErrorCode
 
@@ -108,20 +108,8 @@ class ResultCache:
     def write(self, record: CacheRecord) -> str:
         """Atomically write `record`; returns the path."""
         path = self.path(record.network_name, record.container_id, record.ifname)
-        data = record.to_json().encode("utf-8")
         try:
-            os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.results_dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:  # mkstemp creates 0600
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.rename(tmp, path)
-            except BaseException:
-                _unlink_quietly(tmp)
-                raise
-            _fsync_dir(self.results_dir)
+            atomic_write(path, record.to_json().encode("utf-8"), mode=0o600, dir_mode=0o700)
         except OSError as exc:
             raise CacheError(f"failed to write cached result: {exc.strerror}", path) from None
         return path
@@ -206,11 +194,3 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -48,8 +48,10 @@ class CNIOperator:
     """Networks of one conf dir, and plane operations on them."""
 
     def __init__(self, conf_dir: str, bin_dirs: Sequence[str], cache_dir: str = libcni.DEFAULT_CACHE_DIR,
-                 timeout: float | None = None, file_filter: FileFilter | None = None) -> None:
+                 timeout: float | None = None, file_filter: FileFilter | None = None,
+                 keep_last_good: bool = True) -> None:
         self.conf_dir = conf_dir
+        self.keep_last_good = keep_last_good
         self.file_filter = file_filter
         self.cni = CNI(bin_dirs, cache_dir=cache_dir, timeout=timeout)
         self.loopback = libcni.conf_list_from_bytes(LOOPBACK_CONFLIST, source="<built-in loopback>")
@@ -70,7 +72,8 @@ class CNIOperator:
         return self._last_error
 
     def update(self) -> NetworkSet:
-        """Re-read the conf dir. An empty or wholly bad result keeps the last good set."""
+        """Re-read the conf dir. With `keep_last_good`, an empty or wholly bad result keeps
+        the last good set (a node must not lose its pod network to a botched edit)."""
         with self._reload_lock:
             try:
                 fresh = load_networks(self.conf_dir, self.file_filter)
@@ -79,7 +82,7 @@ class CNIOperator:
                 kv(log, logging.WARNING, "conf dir reload failed; keeping previous networks",
                    conf_dir=self.conf_dir, error=str(exc))
                 return self._networks
-            if not fresh.networks and self._networks.networks:
+            if self.keep_last_good and not fresh.networks and self._networks.networks:
                 reasons = "; ".join(f"{s.path}: {s.reason}" for s in fresh.skipped) or "no config files"
                 self._last_error = f"no usable network config in {self.conf_dir} ({reasons})"
                 kv(log, logging.WARNING, "conf dir has no usable networks; keeping previous set",

@@ -1,0 +1,52 @@
+"""Attach/detach sequencing shared by the adaptors: loopback first, planes in order; on a
+failure everything attached is detached again in reverse; detach carries on past failures."""
+
+from __future__ import annotations
+
+import os
+
+from cri_net.libcni import CNIError, NetworkConfigList
+from cri_net.network.errors import AttachError
+from cri_net.operator import CNIOperator, PlaneRef
+
+Failure = tuple[str, str, Exception]
+
+
+def attach_all(operator: CNIOperator, container_id: str, netns: str,
+               planes: list[tuple[NetworkConfigList, PlaneRef]]) -> None:
+    """Loopback, then each plane; on failure roll back and raise one AttachError."""
+    lo = PlaneRef(operator.loopback.name, container_id, netns, "lo")
+    attached: list[PlaneRef] = []
+    current = lo
+    try:
+        operator.attach_loopback(container_id, netns)
+        attached.append(lo)
+        for net, plane in planes:
+            current = plane
+            operator.attach_network_plane(net, plane)
+            attached.append(plane)
+    except CNIError as exc:
+        failures = detach_all(operator, list(reversed(attached)))
+        raise AttachError(current.network, current.ifname, exc, [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
+
+
+def detach_all(operator: CNIOperator, planes: list[PlaneRef]) -> list[Failure]:
+    """DEL every plane in the given order; returns the failures instead of stopping."""
+    failures: list[Failure] = []
+    for plane in planes:
+        try:
+            operator.detach_network_plane(plane)
+        except CNIError as exc:
+            failures.append((plane.network, plane.ifname, exc))
+    return failures
+
+
+def live_netns(path: str) -> str:
+    """`path` if the netns still exists, else "" (how a DEL is told the netns is gone)."""
+    return path if path and os.path.exists(path) else ""
+
+
+def cached_planes(operator: CNIOperator, container_id: str, netns: str) -> list[PlaneRef]:
+    """The container's attachments known to the cache, loopback excluded."""
+    return [PlaneRef(a.network, container_id, netns, a.ifname)
+            for a in operator.cni.cached_attachments(container_id) if a.network != operator.loopback.name]
