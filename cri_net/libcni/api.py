@@ -194,7 +194,15 @@ class CNI:
             prev = self._cached_prev(network, cni_version, rt) if version.at_least(cni_version, "0.4.0") else None
             for plugin in reversed(plugins):
                 self._exec(plugin, "DEL", network, self._stdin_values(plugin, network, cni_version, prev, rt), rt)
+            self._drop_cache(network, rt)
+
+    def _drop_cache(self, network: str, rt: RuntimeConf) -> None:
+        """After a successful DEL; like Go libcni, a cache file that cannot go is not fatal."""
+        try:
             self.cache.delete(network, rt.container_id, rt.ifname)
+        except CNIError as exc:
+            kv(log, logging.WARNING, "could not remove cached result after DEL", network=network,
+               container=rt.container_id, ifname=rt.ifname, error=str(exc))
 
     def _check(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], rt: RuntimeConf,
                disable_check: bool = False) -> None:
@@ -262,7 +270,7 @@ class CNI:
                     for plugin in reversed(net.plugins):
                         self._exec(plugin, "DEL", net.name,
                                    self._stdin_values(plugin, net.name, net.cni_version, prev, rt), rt)
-                    self.cache.delete(net.name, rt.container_id, rt.ifname)
+                    self._drop_cache(net.name, rt)
                 except CNIError as exc:
                     errors.append(f"failed to delete stale attachment {att.container_id} {att.ifname}: {exc}")
             if version.at_least(net.cni_version, "1.1.0"):

@@ -115,7 +115,10 @@ class ResultCache:
         return path
 
     def read_raw(self, network: str, container_id: str, ifname: str) -> bytes | None:
-        path = self.path(network, container_id, ifname)
+        try:
+            path = self.path(network, container_id, ifname)
+        except CNIError:
+            return None  # a name that cannot be a cache file was never cached
         try:
             with open(path, "rb") as fh:
                 return fh.read()
@@ -144,7 +147,15 @@ class ResultCache:
         return legacy if isinstance(legacy, dict) else None
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:
-        _unlink_quietly(self.path(network, container_id, ifname))
+        """Remove a cache entry; absent (or never cacheable) is fine, other failures raise CacheError."""
+        try:
+            path = self.path(network, container_id, ifname)
+        except CNIError:
+            return
+        try:
+            _unlink_quietly(path)
+        except OSError as exc:
+            raise CacheError(f"failed to remove cached result: {exc.strerror}", path) from None
 
     def attachments(self, container_id: str | None = None) -> list[NetworkAttachment]:
         """Every readable cniCacheV1 attachment, sorted by file name, optionally one container's."""
