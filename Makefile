@@ -1,10 +1,13 @@
 # The two commands of the README. Both set up what they need first (idempotent).
-.PHONY: run test bootstrap protos
+.PHONY: run demo test bootstrap protos
 
 bootstrap:
 	@scripts/bootstrap.sh
 
 run: bootstrap
+	@scripts/run.sh $(ARGS)
+
+demo: bootstrap
 	@scripts/demo.sh
 
 test: bootstrap

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cni, network
+from . import cni, network, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cri-net", description="A network hook for Kubernetes container runtimes.")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
     sub = parser.add_subparsers(dest="subcommand", required=True)
     cni.add_parser(sub)
     network.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .. import log
 
-    log.setup(args.log_level, args.log_format)
+    log.setup(getattr(args, "log_level", None) or "warning", getattr(args, "log_format", None) or "text")
     return int(args.func(args) or 0)
 
 

@@ -1,0 +1,76 @@
+"""`cri-net serve` and `cri-net config show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import config, log
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="serve the CRI RuntimeService (runtime.v1) on a unix socket")
+    _serve_flags(p)
+    p.add_argument("--install-default-network", action="store_true",
+                   help="if the conf dir is empty, write the cri-net-default bridge network (10.88.0.0/16)")
+    p.set_defaults(func=run_serve)
+    c = sub.add_parser("config", help="show the effective configuration")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    show = csub.add_parser("show", help="print the effective config (defaults < file < flags) as JSON")
+    _serve_flags(show)
+    show.set_defaults(func=run_show)
+
+
+def _serve_flags(p: argparse.ArgumentParser) -> None:
+    config.add_common_flags(p)
+    p.add_argument("--listen", help="unix socket, unix:///path or /path (default /run/cri-net/cri-net.sock)")
+    p.add_argument("--netns-dir", dest="netns_dir", help="where pod netns are pinned (default /run/cri-net/netns)")
+    p.add_argument("--default-network", dest="default_network", help="default network name (default: first file)")
+    p.add_argument("--ip-pref", dest="ip_pref", choices=["ipv4", "ipv6", "cni"], help="primary pod IP family")
+    p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", dest="log_format", choices=["text", "json"])
+
+
+def run_show(args: argparse.Namespace) -> int:
+    try:
+        settings = config.from_args(args)
+    except config.ConfigFileError as exc:
+        print(f"cri-net config show: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(settings.model_dump(), indent=2))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ..server.default_network import install_if_empty
+    from ..server.server import Server, ServeError
+
+    try:
+        settings = config.from_args(args)
+    except config.ConfigFileError as exc:
+        print(f"cri-net serve: {exc}", file=sys.stderr)
+        return 1
+    log.setup(settings.log_level, settings.log_format)
+    if args.install_default_network:
+        installed = install_if_empty(settings.conf_dir)
+        if installed:
+            print(f"cri-net: conf dir was empty; installed the default network in {installed}", file=sys.stderr)
+    try:
+        server = Server(settings)
+        server.start()
+    except (ServeError, OSError) as exc:
+        print(f"cri-net serve: {exc}", file=sys.stderr)
+        return 1
+    path = server.path
+    print(f"cri-net: serving CRI on unix://{path}\n"
+          f"  try: crictl --runtime-endpoint unix://{path} --image-endpoint unix://{path} info", file=sys.stderr)
+    import signal
+    import threading
+
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    return 0

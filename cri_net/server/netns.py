@@ -1,0 +1,77 @@
+"""Network namespaces owned by cri-net: a bind-mounted nsfs file per pod in `netns_dir`.
+
+Creation happens on a short-lived thread: unshare(CLONE_NEWNET) moves only that thread into a
+new namespace, which is then pinned by bind-mounting /proc/thread-self/ns/net. No fork of a
+multi-threaded server, no `ip` subprocess.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class NetnsError(OSError):
+    """A namespace could not be created or removed; names the path."""
+
+
+def _oserror(what: str, path: str) -> NetnsError:
+    err = ctypes.get_errno()
+    return NetnsError(err, f"{what} {path}: {os.strerror(err)}")
+
+
+def create(path: str) -> str:
+    """Create a new network namespace pinned at `path` (which must not exist yet)."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    failure: list[NetnsError] = []
+
+    def pin() -> None:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            failure.append(_oserror("unshare(CLONE_NEWNET) for", path))
+            return
+        if _libc.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None) != 0:
+            failure.append(_oserror("bind-mount netns on", path))
+
+    thread = threading.Thread(target=pin, name="netns-create")
+    thread.start()
+    thread.join()
+    if failure:
+        _unlink(path)
+        raise failure[0]
+    return path
+
+
+def is_mounted(path: str) -> bool:
+    """True when `path` is a pinned network namespace (an nsfs mount)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            return any(line.split()[4] == path and " nsfs " in line for line in fh)
+    except OSError:
+        return False
+
+
+def remove(path: str) -> None:
+    """Unmount and delete `path`; a missing or unmounted path is fine (idempotent)."""
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):  # not a mount point / already gone
+            raise NetnsError(err, f"unmount netns {path}: {os.strerror(err)}")
+    _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

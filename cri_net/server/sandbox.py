@@ -1,0 +1,281 @@
+"""SandboxManager: the pod lifecycle behind the CRI RPCs, independent of protobuf.
+
+Crash safety: a record is written as CREATING before anything touches the host and flipped to
+READY once every plane is attached. A server killed in between finds the CREATING record on
+restart and rolls it back completely, so an interrupted pod is either whole or gone.
+
+Ids are derived from (namespace, name, uid, attempt), so a retried RunPodSandbox finds the
+pod it already made instead of making a second netns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from ..config import Settings
+from ..fsutil import atomic_write
+from ..libcni import CNIError
+from ..log import kv
+from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
+from ..network.errors import InvalidRequestError, NetworkApiError
+from ..network.results import plane_result, split_ips
+from ..operator import PlaneRef
+from . import netns
+from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
+
+log = logging.getLogger("cri_net.server")
+
+
+class SandboxNotFoundError(NetworkApiError):
+    pass
+
+
+class SandboxExistsError(NetworkApiError):
+    pass
+
+
+@dataclass
+class PodRequest:
+    """The parts of RunPodSandboxRequest that cri-net uses."""
+
+    name: str
+    namespace: str
+    uid: str
+    attempt: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    port_mappings: list[dict[str, Any]] = field(default_factory=list)
+    dns: dict[str, list[str]] | None = None
+    host_network: bool = False
+    runtime_handler: str = ""
+
+
+@dataclass
+class SandboxView:
+    """A record plus its planes' results from the CNI cache (what PodSandboxStatus reports)."""
+
+    record: SandboxRecord
+    results: list[NetworkApiResult]
+    ip: str
+    additional_ips: list[str]
+
+
+def sandbox_id(namespace: str, name: str, uid: str, attempt: int) -> str:
+    return hashlib.sha256(f"{namespace}\0{name}\0{uid}\0{attempt}".encode()).hexdigest()
+
+
+class SandboxManager:
+    def __init__(self, settings: Settings, module: NetworkModule) -> None:
+        self.settings = settings
+        self.module = module
+        self.adaptor = module.adaptor("cri")
+        self.store = SandboxStore(settings.state_dir)
+        self._runtime_file = os.path.join(settings.state_dir, "runtime.json")
+        self.pod_cidr: str | None = self._load_pod_cidr()
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    # ---- helpers -----------------------------------------------------------------------
+    @contextmanager
+    def _pod_lock(self, sid: str) -> Iterator[None]:
+        """Requests for one pod are serialised; different pods run in parallel."""
+        with self._locks_guard:
+            lock = self._locks[sid]
+        with lock:
+            yield
+
+    def resolve(self, id_or_prefix: str) -> str | None:
+        if not id_or_prefix:
+            raise InvalidRequestError("pod_sandbox_id", "required")
+        try:
+            return self.store.resolve(id_or_prefix)
+        except LookupError as exc:
+            raise InvalidRequestError("pod_sandbox_id", str(exc)) from None
+
+    def _load_pod_cidr(self) -> str | None:
+        try:
+            with open(self._runtime_file, encoding="utf-8") as fh:
+                return json.load(fh).get("pod_cidr") or None
+        except (OSError, ValueError):
+            return None
+
+    def update_pod_cidr(self, cidr: str) -> None:
+        """UpdateRuntimeConfig: the default ipRanges of pods created from now on."""
+        from ..network import annotations
+
+        if cidr:
+            try:
+                annotations.parse_ip_ranges({}, cidr)
+            except annotations.AnnotationError as exc:
+                raise InvalidRequestError("runtime_config.network_config.pod_cidr", exc.reason) from None
+        atomic_write(self._runtime_file, json.dumps({"pod_cidr": cidr}).encode(), 0o600, 0o700)
+        self.pod_cidr = cidr or None
+        kv(log, logging.INFO, "pod CIDR updated", pod_cidr=cidr)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def run(self, req: PodRequest) -> str:
+        for key in ("name", "namespace", "uid"):
+            if not getattr(req, key):
+                raise InvalidRequestError(f"config.metadata.{key}", "required")
+        sid = sandbox_id(req.namespace, req.name, req.uid, req.attempt)
+        pod = f"{req.namespace}/{req.name}"
+        with self._pod_lock(sid):
+            existing = self.store.get(sid)
+            if existing is not None:
+                if existing.state == "READY":
+                    return sid
+                raise SandboxExistsError(f"pod sandbox {sid} for {pod} attempt {req.attempt} exists and is "
+                                         f"{existing.state}; remove it first")
+            netns_path = "" if req.host_network else os.path.join(self.settings.netns_dir, sid)
+            conf = NetworkApiConf(name=req.name, namespace=req.namespace, pod_id=sid, pod_uid=req.uid,
+                                  netns_path=netns_path, annotations=req.annotations, port_mappings=req.port_mappings,
+                                  pod_cidr=self.pod_cidr, dns=req.dns)
+            if not req.host_network:
+                self.adaptor.plan(conf)  # validates the whole request before anything is created
+            record = SandboxRecord(id=sid, metadata=SandboxMetadata(name=req.name, uid=req.uid, namespace=req.namespace,
+                                                                    attempt=req.attempt),
+                                   created_at=time.time_ns(), labels=req.labels, annotations=req.annotations,
+                                   runtime_handler=req.runtime_handler, host_network=req.host_network,
+                                   netns_path=netns_path, network=None if req.host_network else conf)
+            self.store.put(record)
+            try:
+                if not req.host_network:
+                    netns.create(netns_path)
+                    results = self.adaptor.attach(conf)
+                    record.planes = [Plane(network=r.name, interface=r.interface) for r in results]
+                record.state = "READY"
+                self.store.put(record)
+            except BaseException as exc:
+                kv(log, logging.WARNING, "RunPodSandbox failed; rolling back", pod=pod, pod_id=sid, error=str(exc))
+                self._teardown(record)
+                raise
+        kv(log, logging.INFO, "pod sandbox ready", pod=pod, pod_id=sid, netns=netns_path)
+        return sid
+
+    def _detach(self, record: SandboxRecord) -> None:
+        if record.network is not None:
+            self.adaptor.detach(record.network)
+
+    def _teardown(self, record: SandboxRecord) -> None:
+        """Detach, drop the netns and the record; failures are logged (GC retries DEL)."""
+        try:
+            self._detach(record)
+        except (NetworkApiError, CNIError) as exc:
+            kv(log, logging.ERROR, "detach during teardown failed; GC will retry", pod_id=record.id, error=str(exc))
+        if record.netns_path:
+            try:
+                netns.remove(record.netns_path)
+            except OSError as exc:
+                kv(log, logging.ERROR, "netns removal failed", pod_id=record.id, netns=record.netns_path,
+                   error=str(exc))
+        self.store.delete(record.id)
+
+    def stop(self, id_or_prefix: str) -> None:
+        """Detach every plane (cached config), keep the record NOTREADY and the netns; idempotent."""
+        sid = self.resolve(id_or_prefix)
+        if sid is None:
+            return
+        with self._pod_lock(sid):
+            record = self.store.get(sid)
+            if record is None:
+                return
+            try:
+                self._detach(record)
+            finally:
+                if record.state != "NOTREADY":
+                    record.state = "NOTREADY"
+                    self.store.put(record)
+        kv(log, logging.INFO, "pod sandbox stopped", pod=f"{record.metadata.namespace}/{record.metadata.name}",
+           pod_id=sid)
+
+    def remove(self, id_or_prefix: str) -> None:
+        """Stop if needed, then delete the netns and the record; idempotent."""
+        sid = self.resolve(id_or_prefix)
+        if sid is None:
+            return
+        with self._pod_lock(sid):
+            record = self.store.get(sid)
+            if record is None:
+                return
+            self._teardown(record)
+        kv(log, logging.INFO, "pod sandbox removed", pod=f"{record.metadata.namespace}/{record.metadata.name}",
+           pod_id=sid)
+
+    def view(self, record: SandboxRecord) -> SandboxView:
+        """The pod's planes from the CNI cache: no plugin runs."""
+        operator = self.adaptor.operator
+        results = [plane_result(p.network, p.interface,
+                                operator.cached_result(PlaneRef(p.network, record.id, "", p.interface)))
+                   for p in record.planes] if record.state == "READY" else []
+        default_if = record.network.default_interface if record.network else "eth0"
+        ip, rest = split_ips(results, default_if, self.settings.ip_pref)
+        return SandboxView(record, results, ip, rest)
+
+    def status(self, id_or_prefix: str) -> SandboxView:
+        sid = self.resolve(id_or_prefix)
+        record = self.store.get(sid) if sid else None
+        if record is None:
+            raise SandboxNotFoundError(f"pod sandbox {id_or_prefix!r} not found")
+        return self.view(record)
+
+    def list(self, id_prefix: str = "", state: str | None = None,
+             labels: dict[str, str] | None = None) -> list[SandboxRecord]:
+        out = []
+        for record in self.store.all():
+            if record.state == "CREATING":
+                continue
+            if id_prefix and not record.id.startswith(id_prefix):
+                continue
+            if state is not None and record.state != state:
+                continue
+            if labels and any(record.labels.get(k) != v for k, v in labels.items()):
+                continue
+            out.append(record)
+        return sorted(out, key=lambda r: r.created_at)
+
+    # ---- start-up ----------------------------------------------------------------------
+    def reconcile(self) -> dict[str, int]:
+        """Make store, netns mounts and CNI cache agree after a restart; returns counts."""
+        counts = {"rolled_back": 0, "not_ready": 0, "stale_attachments": 0, "stale_netns": 0}
+        self.store.load()
+        for record in self.store.all():
+            if record.state == "CREATING":
+                kv(log, logging.WARNING, "rolling back interrupted RunPodSandbox", pod_id=record.id)
+                self._teardown(record)
+                counts["rolled_back"] += 1
+            elif record.state == "READY" and not record.host_network and not netns.is_mounted(record.netns_path):
+                record.state = "NOTREADY"
+                self.store.put(record)
+                counts["not_ready"] += 1
+        known = {r.id for r in self.store.all()}
+        ours = self.settings.netns_dir.rstrip("/") + "/"
+        operator = self.adaptor.operator
+        for att in operator.cni.cached_attachments():
+            # Only attachments whose netns lives in our netns dir are ours: the cache dir may be
+            # shared with containerd or CRI-O, whose pods we must never touch.
+            if att.container_id in known or not att.netns.startswith(ours):
+                continue
+            plane = PlaneRef(att.network, att.container_id, att.netns if os.path.exists(att.netns) else "",
+                             att.ifname)
+            try:
+                operator.detach_network_plane(plane)
+                counts["stale_attachments"] += 1
+            except CNIError as exc:
+                kv(log, logging.ERROR, "GC of stale attachment failed", network=att.network,
+                   container=att.container_id, ifname=att.ifname, error=str(exc))
+        if os.path.isdir(self.settings.netns_dir):
+            for name in os.listdir(self.settings.netns_dir):
+                if name not in known:
+                    netns.remove(os.path.join(self.settings.netns_dir, name))
+                    counts["stale_netns"] += 1
+        kv(log, logging.INFO, "reconciled state", pods=len(known), **counts)
+        return counts

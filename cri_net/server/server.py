@@ -1,0 +1,103 @@
+"""`cri-net serve`: the CRI gRPC endpoint on a unix socket.
+
+The socket accepts `unix:///path` or a bare path, is created 0660, is never taken over from a
+live server (a stale file is removed), and carries 16 MiB messages both ways as kubelet and
+crictl do. SIGTERM/SIGINT finish in-flight requests, close the socket and remove it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+from ..config import Settings
+from ..log import kv
+from ..network import NetworkModule
+from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
+from .sandbox import SandboxManager
+from .service import ImageService, RuntimeService
+
+log = logging.getLogger("cri_net.server")
+
+MAX_MESSAGE = 16 * 1024 * 1024
+GRACE_SECONDS = 30.0
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def socket_path(listen: str) -> str:
+    path = listen[len("unix://"):] if listen.startswith("unix://") else listen
+    if not path.startswith("/"):
+        raise ServeError(f"listen address {listen!r}: need an absolute unix socket path")
+    return path
+
+
+def claim_socket(path: str) -> None:
+    """Refuse a live socket; remove a stale one."""
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # nobody listens: a leftover from a crash
+        return
+    except OSError as exc:
+        raise ServeError(f"{path} exists and is not a usable socket: {exc}") from None
+    finally:
+        probe.close()
+    raise ServeError(f"another server is already listening on {path}")
+
+
+class Server:
+    """Owns the network module, the sandbox manager and the gRPC server."""
+
+    def __init__(self, settings: Settings, workers: int = 32) -> None:
+        self.settings = settings
+        self.path = socket_path(settings.listen)
+        self.module = NetworkModule.init(settings, kinds=("cri",), watch=True)
+        self.manager = SandboxManager(settings, self.module)
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+                                options=[("grpc.max_send_message_length", MAX_MESSAGE),
+                                         ("grpc.max_receive_message_length", MAX_MESSAGE)])
+        pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(self.manager), self.grpc)
+        pb_grpc.add_ImageServiceServicer_to_server(ImageService(), self.grpc)
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        start = time.monotonic()
+        counts = self.manager.reconcile()
+        claim_socket(self.path)
+        old_umask = os.umask(0o117)  # the socket is born 0660
+        try:
+            if self.grpc.add_insecure_port(f"unix://{self.path}") == 0:
+                raise ServeError(f"cannot listen on {self.path}")
+            self.grpc.start()
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o660)
+        kv(log, logging.INFO, "serving", socket=self.path, conf_dir=self.settings.conf_dir,
+           networks=",".join(self.manager.adaptor.operator.networks.names) or "none",
+           pods=len(self.manager.store.all()), startup_ms=round((time.monotonic() - start) * 1000), **counts)
+
+    def stop(self, grace: float = GRACE_SECONDS) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        kv(log, logging.INFO, "shutting down", socket=self.path)
+        self.grpc.stop(grace).wait()
+        self.module.exit()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,197 @@
+"""The CRI RuntimeService (runtime.v1) as cri-net serves it: pod sandbox RPCs and status.
+
+Protobuf stays in this module: requests become `PodRequest`s for the SandboxManager, and
+errors become gRPC codes (INVALID_ARGUMENT naming the field for bad input, NOT_FOUND,
+ALREADY_EXISTS, FAILED_PRECONDITION when no network is configured, INTERNAL naming network
+and plugin for plugin failures). Every RPC cri-net does not serve answers UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable
+
+import grpc
+
+from .. import __version__
+from ..libcni import CNIError
+from ..log import kv
+from ..network.errors import InvalidRequestError, NetworkApiError, NetworkNotReadyError
+from ..cri.pb.runtime.v1 import api_pb2 as pb
+from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
+from .sandbox import PodRequest, SandboxExistsError, SandboxManager, SandboxNotFoundError
+from .store import SandboxRecord
+
+log = logging.getLogger("cri_net.server")
+
+SERVED = ("Version", "Status", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus",
+          "ListPodSandbox", "UpdateRuntimeConfig")
+UNIMPLEMENTED_MSG = ("cri-net is a network hook, not a container runtime; it serves only "
+                     + ", ".join(SERVED) + " of runtime.v1.RuntimeService")
+_STATES = {"READY": pb.SANDBOX_READY, "NOTREADY": pb.SANDBOX_NOTREADY}
+_PROTOCOLS = {pb.TCP: "tcp", pb.UDP: "udp", pb.SCTP: "sctp"}
+
+
+def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
+    if isinstance(exc, InvalidRequestError):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, SandboxNotFoundError):
+        context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    if isinstance(exc, SandboxExistsError):
+        context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+    if isinstance(exc, NetworkNotReadyError):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    context.abort(grpc.StatusCode.INTERNAL, str(exc))
+
+
+def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Map our exceptions to gRPC codes; anything unexpected is INTERNAL, never a crash."""
+
+    def wrapper(self: "RuntimeService", request: Any, context: grpc.ServicerContext) -> Any:
+        start = time.monotonic()
+        try:
+            return method(self, request, context)
+        except (NetworkApiError, CNIError) as exc:
+            kv(log, logging.INFO, "rpc failed", rpc=method.__name__, error=str(exc))
+            _abort_for(exc, context)
+        except OSError as exc:
+            kv(log, logging.ERROR, "rpc failed", rpc=method.__name__, error=str(exc))
+            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {exc}")
+        finally:
+            kv(log, logging.DEBUG, "rpc", rpc=method.__name__, ms=round((time.monotonic() - start) * 1000, 2))
+
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+def _unimplemented(name: str) -> Callable[..., Any]:
+    def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {UNIMPLEMENTED_MSG}")
+
+    method.__name__ = name
+    return method
+
+
+def _pod_request(req: pb.RunPodSandboxRequest) -> PodRequest:
+    cfg = req.config
+    md = cfg.metadata
+    mappings = [{"host_port": pm.host_port, "container_port": pm.container_port,
+                 "protocol": _PROTOCOLS.get(pm.protocol, pm.protocol), "host_ip": pm.host_ip}
+                for pm in cfg.port_mappings]
+    dns = None
+    if cfg.HasField("dns_config"):
+        dns = {"servers": list(cfg.dns_config.servers), "searches": list(cfg.dns_config.searches),
+               "options": list(cfg.dns_config.options)}
+    ns_opts = cfg.linux.security_context.namespace_options
+    return PodRequest(name=md.name, namespace=md.namespace, uid=md.uid, attempt=md.attempt, labels=dict(cfg.labels),
+                      annotations=dict(cfg.annotations), port_mappings=mappings, dns=dns,
+                      host_network=ns_opts.network == pb.NODE, runtime_handler=req.runtime_handler)
+
+
+def _metadata(record: SandboxRecord) -> pb.PodSandboxMetadata:
+    md = record.metadata
+    return pb.PodSandboxMetadata(name=md.name, uid=md.uid, namespace=md.namespace, attempt=md.attempt)
+
+
+class RuntimeService(pb_grpc.RuntimeServiceServicer):
+    def __init__(self, manager: SandboxManager) -> None:
+        self.manager = manager
+
+    @_guard
+    def Version(self, request: pb.VersionRequest, context: grpc.ServicerContext) -> pb.VersionResponse:
+        return pb.VersionResponse(version="0.1.0", runtime_name="cri-net", runtime_version=__version__,
+                                  runtime_api_version="v1")
+
+    @_guard
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:
+        adaptor = self.manager.adaptor
+        ready = adaptor.ready()
+        network = pb.RuntimeCondition(type="NetworkReady", status=ready)
+        if not ready:
+            network.reason = "NetworkPluginNotReady"
+            network.message = f"Network plugin returns error: cni config uninitialized ({adaptor.operator.conf_dir})"
+        status = pb.RuntimeStatus(conditions=[pb.RuntimeCondition(type="RuntimeReady", status=True), network])
+        info: dict[str, str] = {}
+        if request.verbose:
+            nets = adaptor.operator.networks
+            info["config"] = json.dumps({
+                "confDir": adaptor.operator.conf_dir,
+                "networks": [{"name": n.name, "cniVersion": n.cni_version, "plugins": n.plugin_types,
+                              "file": n.source} for n in nets.networks],
+                "skipped": [{"file": s.path, "reason": s.reason} for s in nets.skipped],
+                "lastReloadError": adaptor.operator.last_reload_error,
+                "podCIDR": self.manager.pod_cidr or "",
+            })
+        return pb.StatusResponse(status=status, info=info)
+
+    @_guard
+    def RunPodSandbox(self, request: pb.RunPodSandboxRequest, context: grpc.ServicerContext) -> pb.RunPodSandboxResponse:
+        if not request.HasField("config") or not request.config.HasField("metadata"):
+            raise InvalidRequestError("config.metadata", "required")
+        return pb.RunPodSandboxResponse(pod_sandbox_id=self.manager.run(_pod_request(request)))
+
+    @_guard
+    def StopPodSandbox(self, request: pb.StopPodSandboxRequest, context: grpc.ServicerContext) -> pb.StopPodSandboxResponse:
+        self.manager.stop(request.pod_sandbox_id)
+        return pb.StopPodSandboxResponse()
+
+    @_guard
+    def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest,
+                         context: grpc.ServicerContext) -> pb.RemovePodSandboxResponse:
+        self.manager.remove(request.pod_sandbox_id)
+        return pb.RemovePodSandboxResponse()
+
+    @_guard
+    def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest,
+                         context: grpc.ServicerContext) -> pb.PodSandboxStatusResponse:
+        view = self.manager.status(request.pod_sandbox_id)
+        r = view.record
+        mode = pb.NODE if r.host_network else pb.POD
+        status = pb.PodSandboxStatus(
+            id=r.id, metadata=_metadata(r), state=_STATES.get(r.state, pb.SANDBOX_NOTREADY), created_at=r.created_at,
+            network=pb.PodSandboxNetworkStatus(ip=view.ip, additional_ips=[pb.PodIP(ip=i) for i in view.additional_ips]),
+            linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(network=mode))),
+            labels=r.labels, annotations=r.annotations, runtime_handler=r.runtime_handler)
+        info: dict[str, str] = {}
+        if request.verbose:
+            planes = self.manager.adaptor.operator.cni.cached_attachments(r.id)
+            info["netns"] = json.dumps(r.netns_path)
+            info["planes"] = json.dumps([res.model_dump() for res in view.results])
+            info["cniResults"] = json.dumps({f"{a.network}/{a.ifname}": self.manager.adaptor.operator.cni.cache
+                                             .read_result(a.network, a.container_id, a.ifname) for a in planes})
+            info["cniArgs"] = json.dumps({f"{a.network}/{a.ifname}": a.cni_args for a in planes})
+            info["capabilityArgs"] = json.dumps({f"{a.network}/{a.ifname}": a.capability_args for a in planes})
+        return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
+
+    @_guard
+    def ListPodSandbox(self, request: pb.ListPodSandboxRequest, context: grpc.ServicerContext) -> pb.ListPodSandboxResponse:
+        f = request.filter
+        state = None
+        if f.HasField("state"):
+            state = "READY" if f.state.state == pb.SANDBOX_READY else "NOTREADY"
+        records = self.manager.list(f.id, state, dict(f.label_selector))
+        return pb.ListPodSandboxResponse(items=[
+            pb.PodSandbox(id=r.id, metadata=_metadata(r), state=_STATES.get(r.state, pb.SANDBOX_NOTREADY),
+                          created_at=r.created_at, labels=r.labels, annotations=r.annotations,
+                          runtime_handler=r.runtime_handler) for r in records])
+
+    @_guard
+    def UpdateRuntimeConfig(self, request: pb.UpdateRuntimeConfigRequest,
+                            context: grpc.ServicerContext) -> pb.UpdateRuntimeConfigResponse:
+        self.manager.update_pod_cidr(request.runtime_config.network_config.pod_cidr)
+        return pb.UpdateRuntimeConfigResponse()
+
+
+for _name in pb.DESCRIPTOR.services_by_name["RuntimeService"].methods_by_name:
+    if _name not in SERVED:
+        setattr(RuntimeService, _name, _unimplemented(_name))
+
+
+class ImageService(pb_grpc.ImageServiceServicer):
+    """cri-net manages no images: every ImageService RPC is UNIMPLEMENTED."""
+
+
+for _name in pb.DESCRIPTOR.services_by_name["ImageService"].methods_by_name:
+    setattr(ImageService, _name, _unimplemented(_name))

@@ -1,0 +1,109 @@
+"""The sandbox store: one JSON file per pod in `<state_dir>/sandboxes/`, written atomically
+(0600), loaded whole at start-up so a restarted server knows every pod."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ..fsutil import atomic_write
+from ..log import kv
+from ..network.models import ExtraNet, NetworkApiConf
+
+log = logging.getLogger("cri_net.server")
+
+SandboxState = Literal["CREATING", "READY", "NOTREADY"]
+
+
+class SandboxMetadata(BaseModel):
+    name: str
+    uid: str
+    namespace: str
+    attempt: int = 0
+
+
+class Plane(BaseModel):
+    """One attached network plane, enough to find its cached result."""
+
+    network: str
+    interface: str
+
+
+class SandboxRecord(BaseModel):
+    """What cri-net keeps about a pod. `network` is the request the planes were built from."""
+
+    id: str
+    metadata: SandboxMetadata
+    state: SandboxState = "CREATING"
+    created_at: int
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    runtime_handler: str = ""
+    host_network: bool = False
+    netns_path: str = ""
+    network: NetworkApiConf | None = None
+    planes: list[Plane] = Field(default_factory=list)
+
+
+class SandboxStore:
+    """In-memory index over the on-disk records; every change is written through."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.dir = os.path.join(state_dir, "sandboxes")
+        self._records: dict[str, SandboxRecord] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> list[str]:
+        """Read every record; returns the problems (unreadable files are kept aside, not lost)."""
+        problems = []
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        for name in sorted(os.listdir(self.dir)):
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(self.dir, name)
+            try:
+                with open(path, "rb") as fh:
+                    record = SandboxRecord.model_validate_json(fh.read())
+            except (OSError, ValidationError) as exc:
+                problems.append(f"{path}: {exc}")
+                kv(log, logging.ERROR, "unreadable sandbox record", file=path, error=str(exc).splitlines()[0])
+                continue
+            self._records[record.id] = record
+        return problems
+
+    def put(self, record: SandboxRecord) -> None:
+        atomic_write(os.path.join(self.dir, f"{record.id}.json"), record.model_dump_json().encode(), 0o600, 0o700)
+        with self._lock:
+            self._records[record.id] = record
+
+    def delete(self, sandbox_id: str) -> None:
+        try:
+            os.unlink(os.path.join(self.dir, f"{sandbox_id}.json"))
+        except FileNotFoundError:
+            pass
+        with self._lock:
+            self._records.pop(sandbox_id, None)
+
+    def get(self, sandbox_id: str) -> SandboxRecord | None:
+        return self._records.get(sandbox_id)
+
+    def all(self) -> list[SandboxRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def resolve(self, prefix: str) -> str | None:
+        """The full id for a unique prefix; None when unknown; LookupError when ambiguous."""
+        if prefix in self._records:
+            return prefix
+        with self._lock:
+            matches = [i for i in self._records if i.startswith(prefix)]
+        if len(matches) > 1:
+            raise LookupError(f"sandbox id prefix {prefix!r} is ambiguous ({len(matches)} matches)")
+        return matches[0] if matches else None
+
+
+__all__ = ["ExtraNet", "Plane", "SandboxMetadata", "SandboxRecord", "SandboxState", "SandboxStore"]
