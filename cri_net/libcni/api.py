@@ -192,9 +192,26 @@ class CNI:
     def _del(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], rt: RuntimeConf) -> None:
         with self._locks.shared(network):
             prev = self._cached_prev(network, cni_version, rt) if version.at_least(cni_version, "0.4.0") else None
-            for plugin in reversed(plugins):
-                self._exec(plugin, "DEL", network, self._stdin_values(plugin, network, cni_version, prev, rt), rt)
+            self._del_chain(network, cni_version, plugins, rt, prev)
             self._drop_cache(network, rt)
+
+    def _del_chain(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], rt: RuntimeConf,
+                   prev: Result | None) -> None:
+        """DEL every plugin in reverse order, carrying on past failures (unlike Go libcni, which
+        stops at the first): a missing or broken plugin must not keep the others from
+        releasing what they hold. Raises the first failure, naming every failed plugin."""
+        failures: list[PluginError] = []
+        for plugin in reversed(plugins):
+            try:
+                self._exec(plugin, "DEL", network, self._stdin_values(plugin, network, cni_version, prev, rt), rt)
+            except PluginError as exc:
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            first = failures[0]
+            raise PluginError(first.plugin, "DEL", network, CNIError(
+                first.cause.code, "; ".join(f"{f.plugin}: {f.cause}" for f in failures)))
 
     def _drop_cache(self, network: str, rt: RuntimeConf) -> None:
         """After a successful DEL; like Go libcni, a cache file that cannot go is not fatal."""
@@ -267,9 +284,7 @@ class CNI:
                 try:
                     prev = self._cached_prev(net.name, net.cni_version, rt) \
                         if version.at_least(net.cni_version, "0.4.0") else None
-                    for plugin in reversed(net.plugins):
-                        self._exec(plugin, "DEL", net.name,
-                                   self._stdin_values(plugin, net.name, net.cni_version, prev, rt), rt)
+                    self._del_chain(net.name, net.cni_version, net.plugins, rt, prev)
                     self._drop_cache(net.name, rt)
                 except CNIError as exc:
                     errors.append(f"failed to delete stale attachment {att.container_id} {att.ifname}: {exc}")

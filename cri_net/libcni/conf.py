@@ -153,21 +153,24 @@ def _read(path: str) -> bytes:
 
 
 def _pick_version(doc: NetConfListFile, source: str | None) -> str:
-    """Spec 1.1.0: the highest of cniVersion and cniVersions that we support."""
-    chosen = doc.cniVersion
-    if doc.cniVersion:
-        _check_version(doc.cniVersion, source)
-    if doc.cniVersions is not None:
-        candidates = [] if not doc.cniVersion else [doc.cniVersion]
-        for i, ver in enumerate(doc.cniVersions):
-            try:
-                if not version.greater_than(ver, version.CURRENT):
-                    candidates.append(ver)
-            except ValueError as exc:
-                raise ConfigError(f"invalid cniVersions entry {ver!r} at index {i}: {exc}", source) from None
-        if candidates:
-            chosen = version.newest(candidates)
-            _check_version(chosen, source, "cniVersions")
+    """Spec 1.1.0: the highest of cniVersion and cniVersions that this library supports;
+    versions newer than ours are dropped (including cniVersion), as Go libcni does."""
+    if doc.cniVersions is None:
+        if doc.cniVersion:
+            _check_version(doc.cniVersion, source)
+        return doc.cniVersion
+    candidates = []
+    for i, ver in enumerate([*doc.cniVersions, *([doc.cniVersion] if doc.cniVersion else [])]):
+        key = f"cniVersions entry {ver!r} at index {i}" if i < len(doc.cniVersions) else f"cniVersion {ver!r}"
+        try:
+            if not version.greater_than(ver, version.CURRENT):
+                candidates.append(ver)
+        except ValueError as exc:
+            raise ConfigError(f"invalid {key}: {exc}", source) from None
+    if not candidates:
+        return doc.cniVersion if not doc.cniVersion else _check_version(doc.cniVersion, source) or doc.cniVersion
+    chosen = version.newest(candidates)
+    _check_version(chosen, source, "cniVersions")
     return chosen
 
 
@@ -241,10 +244,14 @@ def conf_list_from_file(path: str) -> NetworkConfigList:
     """Load a `.conflist` file, with its plugin fragments unless `loadOnlyInlinedPlugins`."""
     data = _read(path)
     _, obj = _decode(data, path, "configuration list")
-    name = obj.get("name") if isinstance(obj, dict) else None
     fragments: list[PluginConfig] = []
-    if isinstance(name, str):
-        fragments = plugin_fragments(os.path.dirname(path), name)
+    if isinstance(obj, dict) and isinstance(obj.get("name"), str):
+        try:
+            inlined_only = _lenient_bool(obj.get("loadOnlyInlinedPlugins", False))
+        except ValueError:
+            inlined_only = True  # conf_list_from_bytes reports the bad value
+        if not inlined_only:
+            fragments = plugin_fragments(os.path.dirname(path), obj["name"])
     return conf_list_from_bytes(data, source=path, extra_plugins=fragments)
 
 

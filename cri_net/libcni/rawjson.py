@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -108,6 +109,26 @@ _GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u
 
 
 def go_dumps(value: Any) -> str:
-    """JSON exactly as Go's json.Marshal writes a map: compact, keys sorted, <>& escaped."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True)
-    return text.translate(_GO_ESCAPES)
+    """JSON exactly as Go's json.Marshal writes a map: compact, keys sorted, <>& escaped,
+    floats in Go's notation (1.0 -> 1, 1e20 -> 100000000000000000000, 1e-07 -> 1e-7)."""
+    return _go(value).translate(_GO_ESCAPES)
+
+
+def _go(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_go(value[k])}"
+                              for k in sorted(value, key=str)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_go(v) for v in value) + "]"
+    if isinstance(value, float):
+        return _go_float(value)
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _go_float(f: float) -> str:
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ValueError(f"unsupported float value {f!r}")
+    a = abs(f)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        return re.sub(r"e-0(\d)$", r"e-\1", repr(f))  # Go: 1e-07 -> 1e-7
+    return format(Decimal(repr(f)).normalize(), "f")

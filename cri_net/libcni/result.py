@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from . import version
 from .errors import CNIError, ErrorCode
@@ -22,7 +22,7 @@ FAMILY_100 = ("1.0.0", "1.1.0")
 
 
 def _cidr(value: str) -> str:
-    if "/" not in value:
+    if "/" not in value or "%" in value:  # Go's ParseCIDR refuses zones
         raise ValueError(f"invalid CIDR address: {value}")
     try:
         return str(ipaddress.ip_interface(value))
@@ -31,6 +31,8 @@ def _cidr(value: str) -> str:
 
 
 def _ip(value: str) -> str:
+    if "%" in value:
+        raise ValueError(f"invalid IP address: {value}")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -39,6 +41,14 @@ def _ip(value: str) -> str:
 
 CIDR = Annotated[StrictStr, AfterValidator(_cidr)]
 IP = Annotated[StrictStr, AfterValidator(_ip)]
+
+
+def _empty_is_none(value: object) -> object:
+    """Go decodes "gateway": "" as no gateway."""
+    return None if value == "" else value
+
+
+OptionalIP = Annotated[IP | None, BeforeValidator(_empty_is_none)]
 
 
 class _Model(BaseModel):
@@ -63,7 +73,7 @@ class DNS(_Model):
 
 class Route(_Model):
     dst: CIDR
-    gw: IP | None = None
+    gw: OptionalIP = None
     mtu: StrictInt = 0
     advmss: StrictInt = 0
     priority: StrictInt = 0
@@ -106,7 +116,7 @@ class IPConfig(_Model):
     version: StrictStr | None = None
     interface: StrictInt | None = None
     address: CIDR
-    gateway: IP | None = None
+    gateway: OptionalIP = None
 
     @property
     def family(self) -> int:
@@ -126,7 +136,7 @@ class IPConfig(_Model):
 
 class IPConfig020(_Model):
     ip: CIDR
-    gateway: IP | None = None
+    gateway: OptionalIP = None
     routes: list[Route] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,7 +190,9 @@ class Result100(_Model):
                      ("interfaces", [i.to_dict(True) for i in self.interfaces]),
                      ("ips", [ip.to_dict(False) for ip in self.ips]),
                      ("routes", [r.to_dict(True) for r in self.routes])])
-        out["dns"] = self.dns.to_dict()
+        dns = self.dns.to_dict()
+        if dns:  # Go libcni >= 1.2 omits an empty dns from 1.x results
+            out["dns"] = dns
         return out
 
 

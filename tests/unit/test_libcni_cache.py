@@ -146,12 +146,13 @@ def test_round_trip_through_the_cache_queries(fakecni):
 GO_CONFIG = (b'{"cniVersion":"1.0.0","name":"gonet","plugins":[{"type":"fake-a","bridge":"cni0",'
              b'"capabilities":{"portMappings":true}},{"type":"fake-b"}]}')
 GO_RESULT = {
-    "cniVersion": "1.0.0", "dns": {},
+    "cniVersion": "1.0.0",
     "interfaces": [{"mac": "aa:bb:cc:dd:ee:01", "name": "cni0"}, {"mac": "aa:bb:cc:dd:ee:02", "name": "veth1234"},
                    {"mac": "aa:bb:cc:dd:ee:03", "name": "eth0", "sandbox": "/var/run/netns/cni-1234"}],
     "ips": [{"address": "10.88.0.5/16", "gateway": "10.88.0.1", "interface": 2}],
     "routes": [{"dst": "0.0.0.0/0"}],
 }
+# (Go libcni >= 1.2 omits an empty "dns" from 1.x results.)
 # byte for byte what Go libcni's cacheAdd writes (json.Marshal of cachedInfo: struct order, maps
 # sorted, <>& escaped, omitempty, no trailing newline)
 GO_FILE = (
@@ -159,7 +160,7 @@ GO_FILE = (
     b'"ifName":"eth0","networkName":"gonet","netns":"/var/run/netns/cni-1234",'
     b'"cniArgs":[["IgnoreUnknown","1"],["K8S_POD_NAMESPACE","default"],["K8S_POD_NAME","a\\u0026b"]],'
     b'"capabilityArgs":{"portMappings":[{"containerPort":80,"hostPort":8080,"protocol":"tcp"}]},'
-    b'"result":{"cniVersion":"1.0.0","dns":{},"interfaces":[{"mac":"aa:bb:cc:dd:ee:01","name":"cni0"},'
+    b'"result":{"cniVersion":"1.0.0","interfaces":[{"mac":"aa:bb:cc:dd:ee:01","name":"cni0"},'
     b'{"mac":"aa:bb:cc:dd:ee:02","name":"veth1234"},'
     b'{"mac":"aa:bb:cc:dd:ee:03","name":"eth0","sandbox":"/var/run/netns/cni-1234"}],'
     b'"ips":[{"address":"10.88.0.5/16","gateway":"10.88.0.1","interface":2}],"routes":[{"dst":"0.0.0.0/0"}]}}'
@@ -226,7 +227,7 @@ def test_go_record_with_null_and_missing_fields(fakecni):
 
 @pytest.mark.parametrize("version, expect", [
     ("1.0.0", {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}],
-               "ips": [{"interface": 0, "address": "10.0.0.2/24", "gateway": "10.0.0.1"}], "dns": {}}),
+               "ips": [{"interface": 0, "address": "10.0.0.2/24", "gateway": "10.0.0.1"}]}),
     ("0.4.0", {"cniVersion": "0.4.0", "interfaces": [{"name": "eth0"}],
                "ips": [{"version": "4", "interface": 0, "address": "10.0.0.2/24", "gateway": "10.0.0.1"}],
                "dns": {}}),
