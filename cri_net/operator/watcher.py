@@ -39,6 +39,7 @@ class ConfDirWatcher:
         self.path, self.on_change = path, on_change
         self.poll_interval, self.debounce = poll_interval, debounce
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name=f"confwatch:{path}", daemon=True)
         self._libc = None
         lib = ctypes.util.find_library("c")
@@ -54,7 +55,10 @@ class ConfDirWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        os.write(self._wake_w, b"x")  # end a select() that is waiting for inotify
         self._thread.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def _inotify_fd(self) -> int | None:
         if self._libc is None or not os.path.isdir(self.path):
@@ -72,18 +76,24 @@ class ConfDirWatcher:
         kv(log, logging.DEBUG, "watching conf dir", conf_dir=self.path, mode="inotify" if fd is not None else "poll")
         try:
             while not self._stop.is_set():
+                event = False
                 if fd is not None:
-                    ready, _, _ = select.select([fd], [], [], self.poll_interval)
-                    if ready:
+                    ready, _, _ = select.select([fd, self._wake_r], [], [], self.poll_interval)
+                    if self._stop.is_set():
+                        break
+                    if fd in ready:
+                        event = True
                         self._drain(fd)
                         self._stop.wait(self.debounce)
                         self._drain(fd)
                 else:
                     self._stop.wait(self.poll_interval)
-                    if fd is None and os.path.isdir(self.path):
+                    if os.path.isdir(self.path):
                         fd = self._inotify_fd()  # the dir appeared: switch to events
+                # an event always reloads (a same-size rewrite may keep its mtime); the
+                # listing signature catches what events miss (dir replaced, no inotify)
                 new = _dir_signature(self.path)
-                if new != signature:
+                if event or new != signature:
                     signature = new
                     try:
                         self.on_change()

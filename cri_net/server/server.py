@@ -73,16 +73,18 @@ class Server:
         pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(self.manager), self.grpc)
         pb_grpc.add_ImageServiceServicer_to_server(ImageService(), self.grpc)
         self._stopped = threading.Event()
+        self._bound = False
 
     def start(self) -> None:
         start = time.monotonic()
+        claim_socket(self.path)  # first: a refused second server must not touch the live one's pods
         counts = self.manager.reconcile()
-        claim_socket(self.path)
         old_umask = os.umask(0o117)  # the socket is born 0660
         try:
             if self.grpc.add_insecure_port(f"unix://{self.path}") == 0:
                 raise ServeError(f"cannot listen on {self.path}")
             self.grpc.start()
+            self._bound = True
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o660)
@@ -97,7 +99,8 @@ class Server:
         kv(log, logging.INFO, "shutting down", socket=self.path)
         self.grpc.stop(grace).wait()
         self.module.exit()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if self._bound:  # never remove a socket that another server owns
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
