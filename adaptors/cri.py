@@ -38,8 +38,10 @@ POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
 class CRIAdaptor:
     kind = "cri"
 
-    def __init__(self, settings: Settings, watch: bool = False) -> None:
+    def __init__(self, settings: Settings, watch: bool = False, loopback: bool = True) -> None:
+        """`loopback=False` when the runtime attaches loopback itself (cri-net-cni under containerd)."""
         self.settings = settings
+        self.loopback = loopback
         self.operator = CNIOperator(settings.conf_dir, settings.bin_dirs, settings.cache_dir,
                                     settings.plugin_timeout, file_filter=lambda n: not n.startswith(NATIVE_FILE_PREFIX))
         if watch:
@@ -125,7 +127,7 @@ class CRIAdaptor:
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = self.plan(conf)
         try:
-            attach_all(self.operator, conf.pod_id, conf.netns_path, planes)
+            attach_all(self.operator, conf.pod_id, conf.netns_path, planes, self.loopback)
         except AttachError as exc:
             kv(log, logging.WARNING, "pod attach failed; rolled back", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, network=exc.network, error=str(exc.cause),
@@ -152,7 +154,8 @@ class CRIAdaptor:
         ordered = sorted(found.values(), key=lambda p: (p.ifname != conf.default_interface, p.ifname))
         default = [p for p in ordered if p.ifname == conf.default_interface]
         extras = [p for p in ordered if p.ifname != conf.default_interface]
-        return default + list(reversed(extras)) + [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")]
+        lo = [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")] if self.loopback else []
+        return default + list(reversed(extras)) + lo
 
     def detach(self, conf: NetworkApiConf) -> None:
         failures = detach_all(self.operator, self.known_planes(conf))

@@ -13,14 +13,16 @@ Failure = tuple[str, str, Exception]
 
 
 def attach_all(operator: CNIOperator, container_id: str, netns: str,
-               planes: list[tuple[NetworkConfigList, PlaneRef]]) -> None:
-    """Loopback, then each plane; on failure roll back and raise one AttachError."""
+               planes: list[tuple[NetworkConfigList, PlaneRef]], loopback: bool = True) -> None:
+    """Loopback (unless the runtime does it), then each plane; on failure roll back and
+    raise one AttachError."""
     lo = PlaneRef(operator.loopback.name, container_id, netns, "lo")
     attached: list[PlaneRef] = []
     current = lo
     try:
-        operator.attach_loopback(container_id, netns)
-        attached.append(lo)
+        if loopback:
+            operator.attach_loopback(container_id, netns)
+            attached.append(lo)
         for net, plane in planes:
             current = plane
             operator.attach_network_plane(net, plane)

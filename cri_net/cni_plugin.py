@@ -1,18 +1,273 @@
-"""`cri-net-cni`: the CNI plugin a runtime such as containerd calls to hand pods to cri-net.
+"""`cri-net-cni`: the CNI plugin a runtime such as containerd calls to hand a pod to cri-net.
 
-Reserved entry point; the plugin itself arrives with the containerd integration.
+The runtime's conflist names one plugin of type `cri-net`; its config says where cri-net's own
+networks live (`confDir`, default /etc/cri-net/net.d), so the runtime never runs them twice:
+
+    {"type": "cri-net", "confDir": "/etc/cri-net/net.d", "cacheDir": "/var/lib/cni",
+     "binDirs": ["/opt/cni/bin", "/usr/lib/cni"], "defaultNetwork": "", "timeout": 60,
+     "capabilities": {"io.kubernetes.cri.pod-annotations": true, "portMappings": true,
+                      "bandwidth": true, "ipRanges": true, "dns": true}}
+
+ADD builds a network request from CNI_ARGS (pod namespace, name, uid; CNI_CONTAINERID is the
+sandbox id) and runtimeConfig (annotations, port mappings, bandwidth, ip ranges, DNS; keys
+matched case-insensitively, since containerd 1.6 capitalises some), attaches the default
+network on CNI_IFNAME and every extra plane through the CRI adaptor, and answers with one
+result: the default interface first, then the extra planes. The runtime attaches loopback
+itself, so the hook does not. Errors go out as CNI error JSON with a well-known code.
+
+Only the standard library is imported until a command needs the network module, so VERSION
+and argument errors cost no more than the interpreter's start-up.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from typing import Any
+
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+DEFAULT_CONF_DIR = "/etc/cri-net/net.d"
+DEFAULT_CACHE_DIR = "/var/lib/cni"
+DEFAULT_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
+
+# well-known CNI error codes
+INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER, INVALID_ENV, DECODING_FAILURE = 1, 3, 4, 6
+INVALID_CONFIG, TRY_AGAIN_LATER, NOT_AVAILABLE, INTERNAL = 7, 11, 50, 999
+
+CAP_ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
+
+
+class PluginFailure(Exception):
+    """An error to report as `{code, msg, details}`."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.details = code, msg, details
+
+
+def _lower_keys(value: Any) -> Any:
+    """containerd 1.6 sends HostPort/IngressRate...; the spec says hostPort/ingressRate."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:] if isinstance(k, str) else k: _lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_keys(v) for v in value]
+    return value
+
+
+def _runtime_config(conf: dict[str, Any]) -> dict[str, Any]:
+    rc = conf.get("runtimeConfig") or {}
+    if not isinstance(rc, dict):
+        raise PluginFailure(DECODING_FAILURE, "runtimeConfig must be a JSON object")
+    found: dict[str, Any] = {}
+    for key, value in rc.items():
+        canonical = {k.lower(): k for k in ("portMappings", "bandwidth", "ipRanges", "dns", CAP_ANNOTATIONS)}
+        name = canonical.get(str(key).lower())
+        if name is not None:
+            found[name] = value if name == CAP_ANNOTATIONS else _lower_keys(value)
+    return found
+
+
+def parse_cni_args(text: str) -> dict[str, str]:
+    """CNI_ARGS `K=V;K=V`; a pair without '=' is an error naming it."""
+    out: dict[str, str] = {}
+    for pair in filter(None, text.split(";")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PluginFailure(INVALID_ENV, f"invalid CNI_ARGS pair {pair!r}")
+        out.setdefault(key, value)
+    return out
+
+
+class Invocation:
+    """One plugin call: environment and stdin, validated."""
+
+    def __init__(self, environ: dict[str, str], stdin: bytes) -> None:
+        self.command = environ.get("CNI_COMMAND", "")
+        if not self.command:
+            raise PluginFailure(INVALID_ENV, "CNI_COMMAND is not set")
+        try:
+            conf = json.loads(stdin or b"{}")
+        except ValueError as exc:
+            raise PluginFailure(DECODING_FAILURE, f"cannot decode network config on stdin: {exc}") from None
+        if not isinstance(conf, dict):
+            raise PluginFailure(DECODING_FAILURE, "network config on stdin must be a JSON object")
+        self.conf = conf
+        self.cni_version = str(conf.get("cniVersion") or "0.1.0")
+        self.container_id = environ.get("CNI_CONTAINERID", "")
+        self.netns = environ.get("CNI_NETNS", "")
+        self.ifname = environ.get("CNI_IFNAME", "") or "eth0"
+        self.args = parse_cni_args(environ.get("CNI_ARGS", ""))
+
+    def settings(self) -> Any:
+        from .config import build
+
+        conf = self.conf
+        bin_dirs = conf.get("binDirs") or list(DEFAULT_BIN_DIRS)
+        try:
+            return build(None, {"conf_dir": conf.get("confDir") or DEFAULT_CONF_DIR,
+                                "cache_dir": conf.get("cacheDir") or DEFAULT_CACHE_DIR,
+                                "bin_dirs": bin_dirs, "default_network": conf.get("defaultNetwork") or None,
+                                "plugin_timeout": conf.get("timeout") or 60.0})
+        except ValueError as exc:
+            raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {exc}") from None
+
+    def request(self) -> Any:
+        """The network API request for this pod."""
+        from .network import NetworkApiConf
+
+        if not self.container_id:
+            raise PluginFailure(UNKNOWN_CONTAINER, "CNI_CONTAINERID is not set")
+        rc = _runtime_config(self.conf)
+        mappings = [{"host_port": m.get("hostPort", 0), "container_port": m.get("containerPort", 0),
+                     "protocol": m.get("protocol") or "tcp", "host_ip": m.get("hostIP", m.get("hostIp", ""))}
+                    for m in rc.get("portMappings") or [] if isinstance(m, dict)]
+        capabilities: dict[str, Any] = {}
+        if rc.get("bandwidth"):
+            capabilities["bandwidth"] = rc["bandwidth"]
+        if rc.get("ipRanges"):
+            capabilities["ipRanges"] = rc["ipRanges"]
+        annotations = rc.get(CAP_ANNOTATIONS) or {}
+        if not isinstance(annotations, dict):
+            raise PluginFailure(DECODING_FAILURE, f"runtimeConfig.{CAP_ANNOTATIONS} must be an object")
+        return NetworkApiConf(
+            name=self.args.get("K8S_POD_NAME", ""), namespace=self.args.get("K8S_POD_NAMESPACE", ""),
+            pod_id=self.container_id, pod_uid=self.args.get("K8S_POD_UID", ""), netns_path=self.netns,
+            default_interface=self.ifname, annotations={str(k): str(v) for k, v in annotations.items()},
+            port_mappings=mappings, capabilities=capabilities, dns=_dns(rc.get("dns")))
+
+
+def _dns(value: Any) -> dict[str, list[str]] | None:
+    if not isinstance(value, dict):
+        return None
+    return {"servers": list(value.get("servers") or value.get("nameservers") or []),
+            "searches": list(value.get("searches") or value.get("search") or []),
+            "options": list(value.get("options") or [])}
+
+
+def combined_result(inv: Invocation, results: list[Any], adaptor: Any) -> dict[str, Any]:
+    """One CNI result for the runtime: default interface first, then the extra planes."""
+    from .libcni import Result100, convert
+    from .libcni.result import DNS, Interface, IPConfig
+    from .operator import PlaneRef
+
+    interfaces: list[Interface] = []
+    ips: list[IPConfig] = []
+    routes: list[Any] = []
+    dns = DNS()
+    for r in results:
+        index = len(interfaces)
+        interfaces.append(Interface(name=r.interface, mac=r.mac, sandbox=inv.netns))
+        for address in r.ips:
+            gateway = next((g for g in r.gateways if _same_family(g, address)), None)
+            ips.append(IPConfig(interface=index, address=address, gateway=gateway))
+        if r.interface == inv.ifname:
+            cached = adaptor.operator.cached_result(PlaneRef(r.name, inv.container_id, inv.netns, r.interface))
+            if cached is not None:
+                full = convert(cached, "1.0.0")
+                routes, dns = list(full.routes), full.dns
+    result = Result100(cniVersion="1.0.0", interfaces=interfaces, ips=ips, routes=routes, dns=dns)
+    wanted = inv.cni_version if inv.cni_version in SUPPORTED_VERSIONS else "1.0.0"
+    return convert(result, wanted).to_dict()
+
+
+def _same_family(gateway: str, address: str) -> bool:
+    return (":" in gateway) == (":" in address)
+
+
+def _adaptor(inv: Invocation) -> Any:
+    from adaptors.cri import CRIAdaptor
+
+    return CRIAdaptor(inv.settings(), watch=False, loopback=False)
+
+
+def handle(inv: Invocation) -> dict[str, Any] | None:
+    """Run the command; returns what to print on stdout (None for nothing)."""
+    from .libcni import CNIError
+    from .network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+                                 NetworkNotReadyError)
+
+    command = inv.command
+    if command == "VERSION":
+        return {"cniVersion": inv.cni_version if inv.cni_version in SUPPORTED_VERSIONS else "1.1.0",
+                "supportedVersions": list(SUPPORTED_VERSIONS)}
+    if inv.cni_version not in SUPPORTED_VERSIONS:
+        raise PluginFailure(INCOMPATIBLE_VERSION, f"cri-net-cni does not support cniVersion {inv.cni_version!r}",
+                            f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+    try:
+        adaptor = _adaptor(inv)
+        if command == "ADD":
+            results = adaptor.attach(inv.request())
+            return combined_result(inv, results, adaptor)
+        if command == "DEL":
+            adaptor.detach(inv.request())
+            return None
+        if command == "CHECK":
+            adaptor.check(inv.request())
+            return None
+        if command == "STATUS":
+            if not adaptor.ready():
+                raise PluginFailure(NOT_AVAILABLE, f"no usable network config in {adaptor.operator.conf_dir}")
+            return None
+        if command == "GC":
+            gc(inv, adaptor)
+            return None
+    except InvalidRequestError as exc:
+        raise PluginFailure(INVALID_CONFIG, str(exc), f"key: {exc.key}") from None
+    except NetworkNotReadyError as exc:
+        raise PluginFailure(TRY_AGAIN_LATER, str(exc)) from None
+    except (AttachError, CheckError) as exc:
+        raise PluginFailure(exc.code, str(exc)) from None
+    except DetachError as exc:
+        raise PluginFailure(INTERNAL, str(exc)) from None
+    except NetworkApiError as exc:
+        raise PluginFailure(INTERNAL, str(exc)) from None
+    except CNIError as exc:
+        raise PluginFailure(exc.code, str(exc), exc.details) from None
+    raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
+
+
+def gc(inv: Invocation, adaptor: Any) -> None:
+    """Detach planes of sandboxes the runtime no longer knows (`cni.dev/valid-attachments`).
+
+    Only attachments of cri-net's own networks are considered: the cache dir may be shared."""
+    from .operator import PlaneRef
+
+    valid = inv.conf.get("cni.dev/valid-attachments", inv.conf.get("cni.dev/attachments"))
+    if not isinstance(valid, list):
+        return  # without the runtime's list nothing can be judged stale
+    keep = {a.get("containerID") for a in valid if isinstance(a, dict)}
+    ours = set(adaptor.operator.networks.names)
+    failures = []
+    for att in adaptor.operator.cni.cached_attachments():
+        if att.network in ours and att.container_id not in keep:
+            netns = att.netns if att.netns and os.path.exists(att.netns) else ""
+            try:
+                adaptor.operator.detach_network_plane(PlaneRef(att.network, att.container_id, netns, att.ifname))
+            except Exception as exc:  # report every failure, keep going
+                failures.append(f"{att.network}/{att.container_id}/{att.ifname}: {exc}")
+    if failures:
+        raise PluginFailure(INTERNAL, "GC could not detach every stale attachment", "; ".join(failures))
 
 
 def main() -> int:
-    err = {"cniVersion": "1.0.0", "code": 4, "msg": "cri-net-cni is not implemented yet"}
-    print(json.dumps(err))
-    return 1
+    stdin = sys.stdin.buffer.read()
+    version = "1.0.0"
+    try:
+        inv = Invocation(dict(os.environ), stdin)
+        version = inv.cni_version
+        out = handle(inv)
+    except Exception as exc:  # never a traceback: the runtime only understands error JSON
+        if not isinstance(exc, PluginFailure):
+            exc = PluginFailure(INTERNAL, f"cri-net-cni internal error: {type(exc).__name__}: {exc}")
+        err: dict[str, Any] = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
+        if exc.details:
+            err["details"] = exc.details
+        sys.stdout.write(json.dumps(err) + "\n")
+        return 1
+    if out is not None:
+        sys.stdout.write(json.dumps(out) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
