@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from ..config import Settings
 from ..fsutil import atomic_write
-from ..libcni import CNIError
+from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import InvalidRequestError, NetworkApiError
@@ -272,6 +272,7 @@ class SandboxManager:
             except CNIError as exc:
                 kv(log, logging.ERROR, "GC of stale attachment failed", network=att.network,
                    container=att.container_id, ifname=att.ifname, error=str(exc))
+        self._gc_plugins()
         if os.path.isdir(self.settings.netns_dir):
             for name in os.listdir(self.settings.netns_dir):
                 if name not in known:
@@ -279,3 +280,17 @@ class SandboxManager:
                     counts["stale_netns"] += 1
         kv(log, logging.INFO, "reconciled state", pods=len(known), **counts)
         return counts
+
+    def _gc_plugins(self) -> None:
+        """Spec 1.1.0 GC for networks that support it. Every attachment still cached after the
+        stale DELs above is valid, including other runtimes' ones in a shared cache dir."""
+        operator = self.adaptor.operator
+        remaining = operator.cni.cached_attachments()
+        for net in operator.networks.networks:
+            if not version.at_least(net.cni_version, "1.1.0"):
+                continue
+            valid = [GCAttachment(a.container_id, a.ifname) for a in remaining if a.network == net.name]
+            try:
+                operator.cni.gc_network_list(net, valid)
+            except CNIError as exc:
+                kv(log, logging.WARNING, "plugin GC failed", network=net.name, error=str(exc))

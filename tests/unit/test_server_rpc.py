@@ -963,3 +963,25 @@ def test_stop_of_a_refused_server_keeps_the_live_socket(ready):
     second.stop(grace=1)
     assert env.sock.exists(), "stop() of a server that never started removed the live server's socket"
     assert client.version().runtime_name == "cri-net"
+
+
+def test_restart_sends_plugin_gc_with_every_remaining_attachment(env):
+    """Spec 1.1.0 networks get GC on start-up, listing the attachments that are still valid:
+    our live pod and another runtime's entry in the shared cache dir, but not the stale one."""
+    env.write_conf("fake-a", cniVersion="1.1.0")
+    env.start()
+    live = env.client().runp(pod("live", uid="u-live"))
+    env.stop()
+    conf = env.fake.conflist_bytes("fake-a", version="1.1.0")
+    cache = ResultCache(str(env.cache_dir))
+    stale, theirs = "c0" * 32, "d0" * 32
+    for cid, ns in ((stale, str(env.netns_dir / stale)), (theirs, "/var/run/netns/containerd-pod")):
+        cache.write(CacheRecord(container_id=cid, config=conf, ifname="eth0", network_name="net1", netns=ns,
+                                result=result_100("10.9.9.9/24")))
+    env.fake.clear_log()
+    env.start()
+    gcs = [r for r in env.fake.records() if r["event"] == "start" and r["env"].get("CNI_COMMAND") == "GC"]
+    assert len(gcs) == 1
+    valid = json.loads(gcs[0]["stdin"])["cni.dev/valid-attachments"]
+    assert sorted(a["containerID"] for a in valid) == sorted([live, theirs])
+    assert [r["env"]["CNI_CONTAINERID"] for r in cni_calls(env.fake, "DEL")] == [stale]
