@@ -28,7 +28,7 @@ from cri_net.operator import CNIOperator, PlaneRef
 
 from . import NATIVE_FILE_PREFIX
 from .listing import filter_infos, network_info
-from .planes import attach_all, cached_planes, detach_all, live_netns
+from .planes import attach_all, cached_planes, detach_all, live_netns, validate_target
 
 log = logging.getLogger("cri_net.adaptors.cri")
 
@@ -77,12 +77,7 @@ class CRIAdaptor:
     # ---- planning ----------------------------------------------------------------------
     def plan(self, conf: NetworkApiConf) -> list[tuple[NetworkConfigList, PlaneRef]]:
         """Validate `conf` and return the planes to attach, in order (loopback excluded)."""
-        try:
-            libcni.validate_container_id(conf.pod_id)
-        except CNIError as exc:
-            raise InvalidRequestError("pod_id", str(exc)) from None
-        if not conf.netns_path:
-            raise InvalidRequestError("netns_path", "missing network namespace path")
+        validate_target(conf)
         try:
             libcni.validate_interface_name(conf.default_interface)
         except CNIError as exc:

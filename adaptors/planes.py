@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import os
 
+from cri_net import libcni
 from cri_net.libcni import CNIError, NetworkConfigList
-from cri_net.network.errors import AttachError
+from cri_net.network.errors import AttachError, InvalidRequestError
+from cri_net.network.models import NetworkApiConf
 from cri_net.operator import CNIOperator, PlaneRef
 
 Failure = tuple[str, str, Exception]
+
+
+def validate_target(conf: NetworkApiConf) -> None:
+    """What every attach needs: a valid container id and a netns path."""
+    try:
+        libcni.validate_container_id(conf.pod_id)
+    except CNIError as exc:
+        raise InvalidRequestError("pod_id", str(exc)) from None
+    if not conf.netns_path:
+        raise InvalidRequestError("netns_path", "missing network namespace path")
 
 
 def attach_all(operator: CNIOperator, container_id: str, netns: str,

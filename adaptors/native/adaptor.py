@@ -26,7 +26,7 @@ from cri_net.operator.loader import load_networks
 
 from .. import NATIVE_FILE_PREFIX
 from ..listing import filter_infos, network_info
-from ..planes import attach_all, cached_planes, detach_all, live_netns
+from ..planes import attach_all, cached_planes, detach_all, live_netns, validate_target
 from . import bridge
 
 log = logging.getLogger("cri_net.adaptors.native")
@@ -138,12 +138,7 @@ class NativeAdaptor:
 
     # ---- containers --------------------------------------------------------------------
     def plan(self, conf: NetworkApiConf) -> list[tuple[NetworkConfigList, PlaneRef]]:
-        try:
-            libcni.validate_container_id(conf.pod_id)
-        except CNIError as exc:
-            raise InvalidRequestError("pod_id", str(exc)) from None
-        if not conf.netns_path:
-            raise InvalidRequestError("netns_path", "missing network namespace path")
+        validate_target(conf)
         if not conf.networks:
             raise InvalidRequestError("networks", "no network to attach")
         if len(set(conf.networks)) != len(conf.networks):
