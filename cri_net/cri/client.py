@@ -54,7 +54,10 @@ class CRIClient:
             {"type": c.type, "status": c.status, "reason": c.reason, "message": c.message}
             for c in resp.status.conditions]}}
         for key, value in resp.info.items():
-            out[key] = json.loads(value)
+            try:
+                out[key] = json.loads(value)
+            except ValueError:  # containerd puts plain strings there ("golang": "go1.19.8")
+                out[key] = value
         return out
 
     def runp(self, config: pb.PodSandboxConfig | dict[str, Any], runtime_handler: str = "") -> str:

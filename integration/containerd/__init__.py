@@ -1,0 +1,1 @@
+"""A real containerd for the e2e tests: see :mod:`integration.containerd.harness`."""
