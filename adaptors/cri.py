@@ -28,7 +28,7 @@ from cri_net.operator import CNIOperator, PlaneRef
 
 from . import NATIVE_FILE_PREFIX
 from .listing import filter_infos, network_info
-from .planes import attach_all, cached_planes, detach_all, live_netns, validate_target
+from .planes import attach_all, cached_planes, detach_all, ifname_key, live_netns, merge_direct_caps, validate_target
 
 log = logging.getLogger("cri_net.adaptors.cri")
 
@@ -83,7 +83,8 @@ class CRIAdaptor:
         except CNIError as exc:
             raise InvalidRequestError("default_interface", str(exc)) from None
         try:
-            extras = list(conf.extra_nets) + list(annotations.parse_extra_networks(conf.annotations))
+            extras = list(conf.extra_nets) + list(annotations.parse_extra_networks(
+                conf.annotations, reserved_interfaces=("lo", conf.default_interface)))
             cni_args = annotations.build_cni_args(conf.namespace, conf.name, conf.pod_id, conf.pod_uid,
                                                   conf.annotations)
             caps = annotations.capability_args(conf.annotations, conf.port_mappings, conf.pod_cidr, conf.dns,
@@ -91,7 +92,7 @@ class CRIAdaptor:
         except annotations.AnnotationError as exc:
             raise InvalidRequestError(exc.key, exc.reason) from None
         cni_args += [(k, v) for k, v in conf.args.items() if k not in {a for a, _ in cni_args}]
-        caps = _merge_direct_caps(conf.capabilities, caps)
+        caps = merge_direct_caps(conf.capabilities, caps)
         default = self.default_network()
         planes: list[tuple[NetworkConfigList, PlaneRef]] = []
         used = {"lo", conf.default_interface}
@@ -138,19 +139,21 @@ class CRIAdaptor:
         From the cache (what was really attached) plus what the request names (a plane whose
         ADD was interrupted before its result was cached still gets its DEL)."""
         netns = live_netns(conf.netns_path)
-        found = {(p.network, p.ifname): p for p in cached_planes(self.operator, conf.pod_id, netns)}
+        cached = {(p.network, p.ifname): p for p in cached_planes(self.operator, conf.pod_id, netns)}
         try:
-            for _, plane in self.plan(conf):
-                found.setdefault((plane.network, plane.ifname),
-                                 PlaneRef(plane.network, conf.pod_id, netns, plane.ifname, plane.args,
-                                          plane.capability_args))
+            planned = [PlaneRef(p.network, conf.pod_id, netns, p.ifname, p.args, p.capability_args)
+                       for _, p in self.plan(conf)]
         except (NetworkApiError, CNIError):
-            pass  # a request we cannot plan any more: the cache is the truth
-        ordered = sorted(found.values(), key=lambda p: (p.ifname != conf.default_interface, p.ifname))
+            planned = []  # a request we cannot plan any more: the cache is the truth
+        # attach order: planes of unknown order first, then the request's (extras, default)
+        in_plan = {(p.network, p.ifname) for p in planned}
+        unknown = sorted((p for k, p in cached.items() if k not in in_plan), key=lambda p: (
+            p.ifname == conf.default_interface, ifname_key(p.ifname)))
+        ordered = list(reversed(unknown + [cached.get((p.network, p.ifname), p) for p in planned]))
         default = [p for p in ordered if p.ifname == conf.default_interface]
         extras = [p for p in ordered if p.ifname != conf.default_interface]
         lo = [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")] if self.loopback else []
-        return default + list(reversed(extras)) + lo
+        return default + extras + lo
 
     def detach(self, conf: NetworkApiConf) -> None:
         failures = detach_all(self.operator, self.known_planes(conf))
@@ -161,7 +164,7 @@ class CRIAdaptor:
         kv(log, logging.INFO, "pod detached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id)
 
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
-        planes = [p for p in self.known_planes(conf) if p.network != self.operator.loopback.name]
+        planes = [p for p in self.known_planes(conf) if p.ifname != "lo"]
         for plane in planes:
             try:
                 self.operator.check_network_plane(plane)
@@ -194,14 +197,3 @@ class CRIAdaptor:
 
     def exist(self, name: str) -> bool:
         return self.operator.networks.get(name) is not None
-
-
-def _merge_direct_caps(direct: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
-    """Capabilities set with insert_* win over the annotations' (port mappings add up)."""
-    merged = dict(caps)
-    for key, value in direct.items():
-        if key == annotations.CAP_PORT_MAPPINGS:
-            merged[key] = list(value) + list(caps.get(key, []))
-        else:
-            merged[key] = value
-    return merged

@@ -4,9 +4,12 @@ failure everything attached is detached again in reverse; detach carries on past
 from __future__ import annotations
 
 import os
+import re
+from typing import Any
 
 from cri_net import libcni
 from cri_net.libcni import CNIError, NetworkConfigList
+from cri_net.network import annotations
 from cri_net.network.errors import AttachError, InvalidRequestError
 from cri_net.network.models import NetworkApiConf
 from cri_net.operator import CNIOperator, PlaneRef
@@ -63,4 +66,31 @@ def live_netns(path: str) -> str:
 def cached_planes(operator: CNIOperator, container_id: str, netns: str) -> list[PlaneRef]:
     """The container's attachments known to the cache, loopback excluded."""
     return [PlaneRef(a.network, container_id, netns, a.ifname)
-            for a in operator.cni.cached_attachments(container_id) if a.network != operator.loopback.name]
+            for a in operator.cni.cached_attachments(container_id)
+            if not (a.network == operator.loopback.name and a.ifname == "lo")]
+
+
+def ifname_key(ifname: str) -> tuple[str, int]:
+    """Natural order of interface names: eth2 before eth10."""
+    m = re.fullmatch(r"(.*?)(\d+)", ifname)
+    return (m.group(1), int(m.group(2))) if m else (ifname, -1)
+
+
+def merge_direct_caps(direct: dict[str, Any], caps: dict[str, Any]) -> dict[str, Any]:
+    """Capabilities set directly (insert_*, CRI fields) combined with the annotations' ones:
+    port mappings add up (a duplicate host port is refused), bandwidth directions combine
+    (the direct value wins per direction), anything else set directly replaces."""
+    merged = dict(caps)
+    for key, value in direct.items():
+        if key == annotations.CAP_PORT_MAPPINGS:
+            seen = {(m.get("hostPort"), m.get("protocol", "tcp"), m.get("hostIP", "")) for m in caps.get(key, [])}
+            for m in value:
+                if (m.get("hostPort"), m.get("protocol", "tcp"), m.get("hostIP", "")) in seen:
+                    raise InvalidRequestError(key, f"host port {m.get('hostPort')}/{m.get('protocol', 'tcp')} "
+                                                   "is mapped twice")
+            merged[key] = list(value) + list(caps.get(key, []))
+        elif key == annotations.CAP_BANDWIDTH and isinstance(value, dict):
+            merged[key] = {**caps.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged

@@ -26,7 +26,7 @@ from cri_net.operator.loader import load_networks
 
 from .. import NATIVE_FILE_PREFIX
 from ..listing import filter_infos, network_info
-from ..planes import attach_all, cached_planes, detach_all, live_netns, validate_target
+from ..planes import attach_all, cached_planes, detach_all, ifname_key, live_netns, merge_direct_caps, validate_target
 from . import bridge
 
 log = logging.getLogger("cri_net.adaptors.native")
@@ -147,7 +147,7 @@ class NativeAdaptor:
             caps = annotations.capability_args(conf.annotations, conf.port_mappings, None, conf.dns)
         except annotations.AnnotationError as exc:
             raise InvalidRequestError(exc.key, exc.reason) from None
-        caps.update(conf.capabilities)
+        caps = merge_direct_caps(conf.capabilities, caps)
         args = tuple((k, v) for k, v in [("IgnoreUnknown", "1"), *conf.args.items()])
         planes = []
         for i, name in enumerate(conf.networks):
@@ -166,7 +166,8 @@ class NativeAdaptor:
 
     def _known_planes(self, conf: NetworkApiConf) -> list[PlaneRef]:
         netns = live_netns(conf.netns_path)
-        planes = sorted(cached_planes(self.operator, conf.pod_id, netns), key=lambda p: p.ifname, reverse=True)
+        planes = sorted(cached_planes(self.operator, conf.pod_id, netns), key=lambda p: ifname_key(p.ifname),
+                        reverse=True)
         return planes + [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")]
 
     def detach(self, conf: NetworkApiConf) -> None:
@@ -176,7 +177,7 @@ class NativeAdaptor:
         kv(log, logging.INFO, "container detached", container=conf.pod_id)
 
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
-        planes = [p for p in self._known_planes(conf) if p.network != self.operator.loopback.name]
+        planes = [p for p in self._known_planes(conf) if p.ifname != "lo"]
         for plane in planes:
             try:
                 self.operator.check_network_plane(plane)

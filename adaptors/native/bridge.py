@@ -38,7 +38,12 @@ class BridgePlan:
     internal: bool
 
 
+RESERVED_NAMES = frozenset({"cni-loopback"})  # the built-in loopback list's name
+
+
 def validate_name(name: str) -> None:
+    if name in RESERVED_NAMES:
+        raise InvalidRequestError("name", f"network name {name!r} is reserved")
     if not NAME_RE.fullmatch(name) or len(name) > MAX_NAME_LEN:
         raise InvalidRequestError("name", f"invalid network name {name!r}: must match {NAME_RE.pattern} "
                                           f"and be at most {MAX_NAME_LEN} characters")

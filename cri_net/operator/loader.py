@@ -19,6 +19,7 @@ from ..libcni import ConfigError, NetworkConfigList, SkippedFile, conf_files, lo
 
 MAX_CONF_FILES = 1024
 MAX_CONF_FILE_SIZE = 1 << 20
+RESERVED_NAME = "cni-loopback"
 _VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 
 FileFilter = Callable[[str], bool]
@@ -65,6 +66,9 @@ def load_networks(conf_dir: str, file_filter: FileFilter | None = None) -> Netwo
             continue
         if not net.name:
             net = dataclasses.replace(net, name=os.path.splitext(os.path.basename(path))[0])
+        if net.name == RESERVED_NAME:
+            skipped.append(SkippedFile(path, f"network name {net.name!r} is reserved for the built-in loopback"))
+            continue
         if not _VALID_NAME.fullmatch(net.name):
             skipped.append(SkippedFile(path, f"invalid network name {net.name!r}"))
             continue

@@ -54,6 +54,8 @@ class ConfDirWatcher:
         return self
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         os.write(self._wake_w, b"x")  # end a select() that is waiting for inotify
         self._thread.join(timeout=5)
