@@ -42,7 +42,7 @@ def attach_all(operator: CNIOperator, container_id: str, netns: str,
             current = plane
             operator.attach_network_plane(net, plane)
             attached.append(plane)
-    except CNIError as exc:
+    except Exception as exc:  # whatever went wrong, nothing may stay half-attached
         failures = detach_all(operator, list(reversed(attached)))
         raise AttachError(current.network, current.ifname, exc, [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
 

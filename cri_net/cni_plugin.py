@@ -79,6 +79,35 @@ def parse_cni_args(text: str) -> dict[str, str]:
     return out
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _typed(rc: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = rc.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise PluginFailure(INVALID_CONFIG, f"runtimeConfig.{key} must be {what}", f"key: runtimeConfig.{key}")
+    return value
+
+
+def _validated(key: str, build: Any) -> Any:
+    """Run a pydantic validation for runtimeConfig.<key>, reporting failures as code 7."""
+    from pydantic import ValidationError
+
+    try:
+        return build()
+    except (ValidationError, TypeError) as exc:
+        raise PluginFailure(INVALID_CONFIG, f"invalid runtimeConfig.{key}: {str(exc).splitlines()[0]}",
+                            f"key: runtimeConfig.{key}") from None
+
+
 class Invocation:
     """One plugin call: environment and stdin, validated."""
 
@@ -87,8 +116,8 @@ class Invocation:
         if not self.command:
             raise PluginFailure(INVALID_ENV, "CNI_COMMAND is not set")
         try:
-            conf = json.loads(stdin or b"{}")
-        except ValueError as exc:
+            conf = json.loads(stdin or b"{}", parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError) as exc:
             raise PluginFailure(DECODING_FAILURE, f"cannot decode network config on stdin: {exc}") from None
         if not isinstance(conf, dict):
             raise PluginFailure(DECODING_FAILURE, "network config on stdin must be a JSON object")
@@ -118,18 +147,20 @@ class Invocation:
 
         if not self.container_id:
             raise PluginFailure(UNKNOWN_CONTAINER, "CNI_CONTAINERID is not set")
+        from .network import annotations as ann
+
         rc = _runtime_config(self.conf)
         mappings = [{"host_port": m.get("hostPort", 0), "container_port": m.get("containerPort", 0),
                      "protocol": m.get("protocol") or "tcp", "host_ip": m.get("hostIP", m.get("hostIp", ""))}
-                    for m in rc.get("portMappings") or [] if isinstance(m, dict)]
+                    for m in _typed(rc, "portMappings", list, "a list") or [] if isinstance(m, dict)]
         capabilities: dict[str, Any] = {}
-        if rc.get("bandwidth"):
-            capabilities["bandwidth"] = rc["bandwidth"]
-        if rc.get("ipRanges"):
-            capabilities["ipRanges"] = rc["ipRanges"]
-        annotations = rc.get(CAP_ANNOTATIONS) or {}
-        if not isinstance(annotations, dict):
-            raise PluginFailure(DECODING_FAILURE, f"runtimeConfig.{CAP_ANNOTATIONS} must be an object")
+        if _typed(rc, "bandwidth", dict, "an object"):
+            capabilities["bandwidth"] = _validated("bandwidth", lambda: ann.Bandwidth.model_validate(
+                rc["bandwidth"]).model_dump())
+        if _typed(rc, "ipRanges", list, "a list"):
+            capabilities["ipRanges"] = _validated("ipRanges", lambda: [
+                [ann.IPRange.model_validate(r).model_dump() for r in rs] for rs in rc["ipRanges"]])
+        annotations = _typed(rc, CAP_ANNOTATIONS, dict, "an object") or {}
         return NetworkApiConf(
             name=self.args.get("K8S_POD_NAME", ""), namespace=self.args.get("K8S_POD_NAMESPACE", ""),
             pod_id=self.container_id, pod_uid=self.args.get("K8S_POD_UID", ""), netns_path=self.netns,
@@ -138,11 +169,19 @@ class Invocation:
 
 
 def _dns(value: Any) -> dict[str, list[str]] | None:
-    if not isinstance(value, dict):
+    if value is None:
         return None
-    return {"servers": list(value.get("servers") or value.get("nameservers") or []),
-            "searches": list(value.get("searches") or value.get("search") or []),
-            "options": list(value.get("options") or [])}
+    if not isinstance(value, dict):
+        raise PluginFailure(INVALID_CONFIG, "runtimeConfig.dns must be an object", "key: runtimeConfig.dns")
+    out = {}
+    for key, aliases in (("servers", ("servers", "nameservers")), ("searches", ("searches", "search")),
+                         ("options", ("options",))):
+        items = next((value[a] for a in aliases if value.get(a) is not None), [])
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise PluginFailure(INVALID_CONFIG, f"runtimeConfig.dns.{key} must be a list of strings",
+                                f"key: runtimeConfig.dns.{key}")
+        out[key] = items
+    return out
 
 
 def combined_result(inv: Invocation, results: list[Any], adaptor: Any) -> dict[str, Any]:
@@ -183,10 +222,6 @@ def _adaptor(inv: Invocation) -> Any:
 
 def handle(inv: Invocation) -> dict[str, Any] | None:
     """Run the command; returns what to print on stdout (None for nothing)."""
-    from .libcni import CNIError
-    from .network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
-                                 NetworkNotReadyError)
-
     command = inv.command
     if command == "VERSION":
         return {"cniVersion": inv.cni_version if inv.cni_version in SUPPORTED_VERSIONS else "1.1.0",
@@ -194,6 +229,13 @@ def handle(inv: Invocation) -> dict[str, Any] | None:
     if inv.cni_version not in SUPPORTED_VERSIONS:
         raise PluginFailure(INCOMPATIBLE_VERSION, f"cri-net-cni does not support cniVersion {inv.cni_version!r}",
                             f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+    if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
+        raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
+    # the network module (pydantic and all) is only loaded for commands that need it
+    from .libcni import CNIError
+    from .network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+                                 NetworkNotReadyError)
+
     try:
         adaptor = _adaptor(inv)
         if command == "ADD":
@@ -219,7 +261,8 @@ def handle(inv: Invocation) -> dict[str, Any] | None:
     except (AttachError, CheckError) as exc:
         raise PluginFailure(exc.code, str(exc)) from None
     except DetachError as exc:
-        raise PluginFailure(INTERNAL, str(exc)) from None
+        first = exc.failures[0][2]
+        raise PluginFailure(first.code if isinstance(first, CNIError) else INTERNAL, str(exc)) from None
     except NetworkApiError as exc:
         raise PluginFailure(INTERNAL, str(exc)) from None
     except CNIError as exc:
@@ -236,7 +279,10 @@ def gc(inv: Invocation, adaptor: Any) -> None:
     valid = inv.conf.get("cni.dev/valid-attachments", inv.conf.get("cni.dev/attachments"))
     if not isinstance(valid, list):
         return  # without the runtime's list nothing can be judged stale
-    keep = {a.get("containerID") for a in valid if isinstance(a, dict)}
+    if not all(isinstance(a, dict) and isinstance(a.get("containerID"), str) for a in valid):
+        raise PluginFailure(INVALID_CONFIG, "cni.dev/valid-attachments entries must be objects with a containerID",
+                            "key: cni.dev/valid-attachments")
+    keep = {a["containerID"] for a in valid}
     ours = set(adaptor.operator.networks.names)
     failures = []
     for att in adaptor.operator.cni.cached_attachments():

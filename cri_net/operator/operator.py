@@ -129,7 +129,7 @@ class CNIOperator:
         rt = plane.runtime_conf()
         try:
             result = self.cni.add_network_list(net, rt)
-        except CNIError as exc:
+        except Exception as exc:  # a plugin failure or anything else: release what earlier plugins took
             kv(log, logging.WARNING, "attach failed; rolling back plane", network=net.name,
                container=plane.container_id, ifname=plane.ifname, error=str(exc))
             try:
