@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 import tempfile
 
+TEMP_PREFIX = ".tmp-"
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o700) -> None:
-    """Write `data` to `path` atomically with file `mode`; creates the parent dir with `dir_mode`."""
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o700, sync_dir: bool = True) -> None:
+    """Write `data` to `path` atomically with file `mode`; creates the parent dir with `dir_mode`.
+
+    `sync_dir=False` skips the directory fsync that makes the rename itself durable: readers
+    still never see half a file, but a power cut may lose the newest version."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=dir_mode, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
@@ -28,8 +33,31 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o70
         except FileNotFoundError:
             pass
         raise
+    if not sync_dir:
+        return
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def is_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX)
+
+
+def remove_stale_temps(directory: str) -> int:
+    """Delete temp files a crash left in `directory` (call before anything writes there)."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if is_temp(name):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ..config import Settings
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, remove_stale_temps
 from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
@@ -247,6 +247,7 @@ class SandboxManager:
         """Make store, netns mounts and CNI cache agree after a restart; returns counts."""
         counts = {"rolled_back": 0, "not_ready": 0, "stale_attachments": 0, "stale_netns": 0}
         self.store.load()
+        remove_stale_temps(self.adaptor.operator.cni.cache.results_dir)
         for record in self.store.all():
             if record.state == "CREATING":
                 kv(log, logging.WARNING, "rolling back interrupted RunPodSandbox", pod_id=record.id)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, remove_stale_temps
 from ..log import kv
 from ..network.models import ExtraNet, NetworkApiConf
 
@@ -61,6 +61,8 @@ class SandboxStore:
         """Read every record; returns the problems (unreadable files are kept aside, not lost)."""
         problems = []
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        if removed := remove_stale_temps(self.dir):
+            kv(log, logging.WARNING, "removed temp files left by a crash", dir=self.dir, count=removed)
         for name in sorted(os.listdir(self.dir)):
             if not name.endswith(".json"):
                 continue
