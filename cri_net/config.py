@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEFAULT_CONFIG_FILE = "/etc/cri-net/config.toml"
+from .cli.flags import DEFAULT_CONFIG_FILE  # noqa: E402  (one definition, light module)
 
 
 class Settings(BaseModel):
@@ -76,18 +76,6 @@ def build(config_file: str | None = None, overrides: dict[str, Any] | None = Non
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         raise ConfigFileError(f"{source}: {key}: {err['msg']}") from None
-
-
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """The directory flags every sub-command takes."""
-    parser.add_argument("--config", help=f"config file, TOML or JSON (default {DEFAULT_CONFIG_FILE} if present)")
-    parser.add_argument("--conf-dir", dest="conf_dir", help="CNI network config dir (default /etc/cni/net.d)")
-    parser.add_argument("--bin-dir", dest="bin_dirs", action="append",
-                        help="CNI plugin dir, repeatable (default /opt/cni/bin and /usr/lib/cni)")
-    parser.add_argument("--cache-dir", dest="cache_dir", help="CNI result cache dir (default /var/lib/cni)")
-    parser.add_argument("--state-dir", dest="state_dir", help="cri-net state dir (default /var/lib/cri-net)")
-    parser.add_argument("--plugin-timeout", dest="plugin_timeout", type=float,
-                        help="seconds before a plugin is killed (default 60)")
 
 
 def from_args(args: argparse.Namespace) -> Settings:

@@ -14,8 +14,6 @@ import os
 import sys
 from typing import Any
 
-from .. import libcni
-
 COMMANDS = ("add", "check", "del", "status", "gc", "version")
 DEFAULT_NET_DIR = "/etc/cni/net.d"
 
@@ -57,12 +55,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("command", choices=COMMANDS)
     p.add_argument("network")
     p.add_argument("netns", nargs="?", default="", help="netns path (required for add, check, del)")
-    p.add_argument("--cache-dir", default=libcni.DEFAULT_CACHE_DIR, help="result cache dir (default %(default)s)")
+    p.add_argument("--cache-dir", default="/var/lib/cni", help="result cache dir (default %(default)s)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import libcni
+
     env = os.environ
     try:
         if args.command in ("add", "check", "del") and not args.netns:

@@ -8,9 +8,9 @@ import json
 import os
 import sys
 
-from .. import config
-from ..libcni import CNIError
-from ..network import NetworkApiConf, NetworkApiError, NetworkCreateRequest, NetworkModule
+from typing import Any
+
+from .flags import add_common_flags
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
         c = nsub.add_parser(name, help=help_text)
-        config.add_common_flags(c)
+        add_common_flags(c)
         return c
 
     c = cmd("create", "create a bridge network")
@@ -55,6 +55,8 @@ def _container_id(args: argparse.Namespace) -> str:
 
 
 def _publish(specs: list[str]) -> list[dict[str, object]]:
+    from ..network import NetworkApiError
+
     out = []
     for spec in specs:
         ports, _, proto = spec.partition("/")
@@ -66,6 +68,10 @@ def _publish(specs: list[str]) -> list[dict[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import config
+    from ..libcni import CNIError
+    from ..network import NetworkApiError, NetworkModule
+
     try:
         settings = config.from_args(args)
         module = NetworkModule.init(settings)
@@ -75,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _dispatch(module: NetworkModule, args: argparse.Namespace) -> int:
+def _dispatch(module: Any, args: argparse.Namespace) -> int:
+    from ..network import NetworkApiConf, NetworkApiError, NetworkCreateRequest
+
     kind = "native"
     command = args.network_command
     if command == "create":

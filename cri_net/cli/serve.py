@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .. import config, log
+from .flags import add_common_flags
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _serve_flags(p: argparse.ArgumentParser) -> None:
-    config.add_common_flags(p)
+    add_common_flags(p)
     p.add_argument("--listen", help="unix socket, unix:///path or /path (default /run/cri-net/cri-net.sock)")
     p.add_argument("--netns-dir", dest="netns_dir", help="where pod netns are pinned (default /run/cri-net/netns)")
     p.add_argument("--default-network", dest="default_network", help="default network name (default: first file)")
@@ -33,6 +33,8 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from .. import config
+
     try:
         settings = config.from_args(args)
     except config.ConfigFileError as exc:
@@ -43,6 +45,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .. import config, log
     from ..server.default_network import install_if_empty
     from ..server.server import Server, ServeError
 

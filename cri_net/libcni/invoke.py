@@ -2,7 +2,7 @@
 
 Each call is an independent subprocess with no shared lock, so different containers can be
 driven from many threads at once. A plugin that outlives its timeout is killed together with
-anything it forked (it runs in its own session) and reaped before we return.
+anything it forked (it runs in its own process group) and reaped before we return.
 """
 
 from __future__ import annotations
@@ -131,7 +131,9 @@ class Executor:
     def _spawn(plugin_path: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [plugin_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, close_fds=True, start_new_session=True,
+            # its own process group, so a timeout kills everything it forked; not a new session,
+            # which would also put every plugin in a new scheduler autogroup
+            env=env, close_fds=True, process_group=0,
         )
 
     @staticmethod

@@ -1,0 +1,20 @@
+"""Flags shared by the sub-commands. Kept free of heavy imports: parsing arguments must not
+cost what running the command does."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_CONFIG_FILE = "/etc/cri-net/config.toml"
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """The directory flags every sub-command takes."""
+    parser.add_argument("--config", help=f"config file, TOML or JSON (default {DEFAULT_CONFIG_FILE} if present)")
+    parser.add_argument("--conf-dir", dest="conf_dir", help="CNI network config dir (default /etc/cni/net.d)")
+    parser.add_argument("--bin-dir", dest="bin_dirs", action="append",
+                        help="CNI plugin dir, repeatable (default /opt/cni/bin and /usr/lib/cni)")
+    parser.add_argument("--cache-dir", dest="cache_dir", help="CNI result cache dir (default /var/lib/cni)")
+    parser.add_argument("--state-dir", dest="state_dir", help="cri-net state dir (default /var/lib/cri-net)")
+    parser.add_argument("--plugin-timeout", dest="plugin_timeout", type=float,
+                        help="seconds before a plugin is killed (default 60)")
