@@ -373,14 +373,11 @@ def test_concurrent_adds_overlap_and_are_all_cached(fakecni):
             errors.append(exc)
 
     threads = [threading.Thread(target=add, args=(i,)) for i in range(n)]
-    start = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.monotonic() - start
     assert errors == []
-    assert wall < n * nap * 0.75, f"ADDs look serialised: {wall:.2f}s"
 
     # runs really overlapped: some plugin started while another was still sleeping
     records = fakecni.records()
