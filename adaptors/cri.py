@@ -75,9 +75,10 @@ class CRIAdaptor:
         self.operator.close()
 
     # ---- planning ----------------------------------------------------------------------
-    def plan(self, conf: NetworkApiConf) -> list[tuple[NetworkConfigList, PlaneRef]]:
-        """Validate `conf` and return the planes to attach, in order (loopback excluded)."""
-        validate_target(conf)
+    def plan(self, conf: NetworkApiConf, for_detach: bool = False) -> list[tuple[NetworkConfigList, PlaneRef]]:
+        """Validate `conf` and return the planes to attach, in order (loopback excluded).
+        `for_detach`: the netns may be gone already (e.g. containerd's second DEL)."""
+        validate_target(conf, need_netns=not for_detach)
         try:
             libcni.validate_interface_name(conf.default_interface)
         except CNIError as exc:
@@ -142,7 +143,7 @@ class CRIAdaptor:
         cached = {(p.network, p.ifname): p for p in cached_planes(self.operator, conf.pod_id, netns)}
         try:
             planned = [PlaneRef(p.network, conf.pod_id, netns, p.ifname, p.args, p.capability_args)
-                       for _, p in self.plan(conf)]
+                       for _, p in self.plan(conf, for_detach=True)]
         except (NetworkApiError, CNIError):
             planned = []  # a request we cannot plan any more: the cache is the truth
         # attach order: planes of unknown order first, then the request's (extras, default)

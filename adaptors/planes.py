@@ -17,13 +17,14 @@ from cri_net.operator import CNIOperator, PlaneRef
 Failure = tuple[str, str, Exception]
 
 
-def validate_target(conf: NetworkApiConf) -> None:
-    """What every attach needs: a valid container id and a netns path."""
+def validate_target(conf: NetworkApiConf, need_netns: bool = True) -> None:
+    """What every attach needs: a valid container id and a netns path (a detach may come
+    after the netns is gone)."""
     try:
         libcni.validate_container_id(conf.pod_id)
     except CNIError as exc:
         raise InvalidRequestError("pod_id", str(exc)) from None
-    if not conf.netns_path:
+    if need_netns and not conf.netns_path:
         raise InvalidRequestError("netns_path", "missing network namespace path")
 
 

@@ -891,3 +891,17 @@ def test_property_arbitrary_cni_args(inproc: InProc, raw: str) -> None:
     else:
         assert doc["code"] in (cni_plugin.INVALID_ENV, cni_plugin.INVALID_CONFIG), doc
     assert inproc.cache_files() == []
+
+
+def test_del_without_netns_or_cache_still_dels_the_default_network(node: Node) -> None:
+    """An ADD interrupted before its result was cached leaves IPAM state behind; the runtime's
+    DEL (containerd sends a second one with an empty CNI_NETNS on remove) must still reach the
+    inner plugins, with today's config, so they can release it."""
+    node.standard(marker="today", rich=True)
+    node.fake.clear_log()
+    run = node.run("DEL", node.conf(), netns="", inproc=True)
+    assert run.code == 0, run
+    calls = node.fake.calls(command="DEL")
+    assert [c["name"] for c in calls] == ["bw", "pm", "main"]
+    assert all(c["env"]["CNI_NETNS"] == "" for c in calls)
+    assert {c["config"]["marker"] for c in calls if c["name"] == "main"} == {"today"}
