@@ -52,13 +52,18 @@ def create(path: str) -> str:
     return path
 
 
-def is_mounted(path: str) -> bool:
-    """True when `path` is a pinned network namespace (an nsfs mount)."""
+def mounted() -> set[str]:
+    """Every pinned network namespace (nsfs mount point) of this mount namespace."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            return any(line.split()[4] == path and " nsfs " in line for line in fh)
+            return {line.split()[4] for line in fh if " nsfs " in line}
     except OSError:
-        return False
+        return set()
+
+
+def is_mounted(path: str) -> bool:
+    """True when `path` is a pinned network namespace (an nsfs mount)."""
+    return path in mounted()
 
 
 def remove(path: str) -> None:

@@ -162,7 +162,7 @@ class SandboxManager:
         return sid
 
     def _detach(self, record: SandboxRecord) -> None:
-        if record.network is not None:
+        if record.network is not None and not record.detached:
             self.adaptor.detach(record.network)
 
     def _teardown(self, record: SandboxRecord) -> None:
@@ -188,11 +188,13 @@ class SandboxManager:
             record = self.store.get(sid)
             if record is None:
                 return
+            before = (record.state, record.detached)
             try:
                 self._detach(record)
+                record.detached = True  # only once every plane is gone: a failed stop is retried
             finally:
-                if record.state != "NOTREADY":
-                    record.state = "NOTREADY"
+                record.state = "NOTREADY"
+                if (record.state, record.detached) != before:
                     self.store.put(record)
         kv(log, logging.INFO, "pod sandbox stopped", pod=f"{record.metadata.namespace}/{record.metadata.name}",
            pod_id=sid)
@@ -248,12 +250,13 @@ class SandboxManager:
         counts = {"rolled_back": 0, "not_ready": 0, "stale_attachments": 0, "stale_netns": 0}
         self.store.load()
         remove_stale_temps(self.adaptor.operator.cni.cache.results_dir)
+        pinned = netns.mounted()  # one read of mountinfo, not one per pod
         for record in self.store.all():
             if record.state == "CREATING":
                 kv(log, logging.WARNING, "rolling back interrupted RunPodSandbox", pod_id=record.id)
                 self._teardown(record)
                 counts["rolled_back"] += 1
-            elif record.state == "READY" and not record.host_network and not netns.is_mounted(record.netns_path):
+            elif record.state == "READY" and not record.host_network and record.netns_path not in pinned:
                 record.state = "NOTREADY"
                 self.store.put(record)
                 counts["not_ready"] += 1
@@ -286,10 +289,11 @@ class SandboxManager:
         """Spec 1.1.0 GC for networks that support it. Every attachment still cached after the
         stale DELs above is valid, including other runtimes' ones in a shared cache dir."""
         operator = self.adaptor.operator
+        networks = [n for n in operator.networks.networks if version.at_least(n.cni_version, "1.1.0")]
+        if not networks:
+            return  # nothing to GC: spare a second scan of the whole cache
         remaining = operator.cni.cached_attachments()
-        for net in operator.networks.networks:
-            if not version.at_least(net.cni_version, "1.1.0"):
-                continue
+        for net in networks:
             valid = [GCAttachment(a.container_id, a.ifname) for a in remaining if a.network == net.name]
             try:
                 operator.cni.gc_network_list(net, valid)

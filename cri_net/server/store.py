@@ -47,6 +47,7 @@ class SandboxRecord(BaseModel):
     netns_path: str = ""
     network: NetworkApiConf | None = None
     planes: list[Plane] = Field(default_factory=list)
+    detached: bool = False  # a stop detached every plane: remove need not DEL again
 
 
 class SandboxStore:

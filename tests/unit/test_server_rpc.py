@@ -983,3 +983,15 @@ def test_restart_sends_plugin_gc_with_every_remaining_attachment(env):
     valid = json.loads(gcs[0]["stdin"])["cni.dev/valid-attachments"]
     assert sorted(a["containerID"] for a in valid) == sorted([live, theirs])
     assert [r["env"]["CNI_CONTAINERID"] for r in cni_calls(env.fake, "DEL")] == [stale]
+
+
+def test_remove_after_a_successful_stop_runs_no_plugin(ready):
+    """Stop detached every plane; Remove only drops the netns and the record (no second DEL)."""
+    env, client = ready
+    sid = client.runp(pod())
+    client.stopp(sid)
+    env.fake.clear_log()
+    client.stopp(sid)
+    client.rmp(sid)
+    assert cni_calls(env.fake) == []
+    assert env.records() == [] and env.netns_files() == []
