@@ -82,6 +82,7 @@ class SandboxManager:
         self._runtime_file = os.path.join(settings.state_dir, "runtime.json")
         self.pod_cidr: str | None = self._load_pod_cidr()
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._views: dict[str, SandboxView] = {}
         self._locks_guard = threading.Lock()
 
     # ---- helpers -----------------------------------------------------------------------
@@ -167,6 +168,7 @@ class SandboxManager:
 
     def _teardown(self, record: SandboxRecord) -> None:
         """Detach, drop the netns and the record; failures are logged (GC retries DEL)."""
+        self._views.pop(record.id, None)
         try:
             self._detach(record)
         except (NetworkApiError, CNIError) as exc:
@@ -188,6 +190,7 @@ class SandboxManager:
             record = self.store.get(sid)
             if record is None:
                 return
+            self._views.pop(sid, None)
             before = (record.state, record.detached)
             try:
                 self._detach(record)
@@ -213,7 +216,16 @@ class SandboxManager:
            pod_id=sid)
 
     def view(self, record: SandboxRecord) -> SandboxView:
-        """The pod's planes from the CNI cache: no plugin runs."""
+        """The pod's planes from the CNI cache: no plugin runs. A READY pod's planes do not
+        change, so its view is kept in memory until the pod's state changes."""
+        cached = self._views.get(record.id)
+        if cached is not None and cached.record is record and record.state == "READY":
+            return cached
+        view = self._build_view(record)
+        self._views[record.id] = view
+        return view
+
+    def _build_view(self, record: SandboxRecord) -> SandboxView:
         operator = self.adaptor.operator
         results = [plane_result(p.network, p.interface,
                                 operator.cached_result(PlaneRef(p.network, record.id, "", p.interface)))
