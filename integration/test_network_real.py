@@ -13,7 +13,6 @@ do start with ``crinet-t-``: names and files are independent, so files here are 
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
@@ -34,6 +33,7 @@ from cri_net.network import annotations as ann
 from integration import hostaudit
 from integration.conftest import CNI_PLUGIN_DIR
 from integration.hostaudit import Audit, UniqueNet
+from integration.tcpprobe import tcp_listener, tcp_ping_from
 
 CRI_NET = Path(sys.executable).with_name("cri-net")
 PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}}
@@ -164,60 +164,6 @@ def only_ip(result: NetworkApiResult) -> ipaddress.IPv4Interface:
     return ipaddress.IPv4Interface(result.ips[0])
 
 
-_LISTENER = r"""
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(1)
-s.settimeout(20)
-print("ready", flush=True)
-c, peer = s.accept()
-c.settimeout(10)
-data = c.recv(64)
-c.sendall(b"pong:" + data)
-c.close()
-print(peer[0], flush=True)
-"""
-
-_CLIENT = r"""
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-c.sendall(b"ping")
-print(c.recv(64).decode(), flush=True)
-"""
-
-
-@contextlib.contextmanager
-def tcp_listener(netns: str, ip: str, port: int) -> Iterator[Callable[[], str]]:
-    """A one-shot TCP echo server inside ``netns`` on ip:port; yields ``peer()``, which waits
-    for the served connection and returns the client's address as the server saw it."""
-    proc = subprocess.Popen(["ip", "netns", "exec", ns_name(netns), sys.executable, "-c", _LISTENER, ip, str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if line != "ready":
-            proc.kill()
-            raise AssertionError(f"listener in {netns} did not start: {line!r} {proc.communicate()[1]}")
-
-        def peer() -> str:
-            out, err = proc.communicate(timeout=20)
-            assert proc.returncode == 0, f"listener failed: {err}"
-            return out.strip()
-
-        yield peer
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def tcp_ping_from(netns: str, ip: str, port: int) -> str:
-    proc = subprocess.run(["ip", "netns", "exec", ns_name(netns), sys.executable, "-c", _CLIENT, ip, str(port)],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, f"connect from {netns} to {ip}:{port} failed: {proc.stderr}"
-    return proc.stdout.strip()
 
 
 def tcp_ping_from_host(ip: str, port: int) -> str:

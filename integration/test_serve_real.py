@@ -10,7 +10,6 @@ and the namespaces the test's server made.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import re
@@ -18,10 +17,9 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from integration.serve_fixture import (  # noqa: F401 - fixtures
     cri_server_factory,
     nsfs_mounts_under,
 )
+from integration.tcpprobe import tcp_listener, tcp_ping_from
 
 # ------------------------------------------------------------------------- helpers
 
@@ -115,58 +114,6 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
     return info.value
 
 
-_LISTENER = r"""
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(1)
-s.settimeout(20)
-print("ready", flush=True)
-c, peer = s.accept()
-c.settimeout(10)
-c.sendall(b"pong:" + c.recv(64))
-c.close()
-print(peer[0], flush=True)
-"""
-
-_CLIENT = r"""
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-c.sendall(b"ping")
-print(c.recv(64).decode(), flush=True)
-"""
-
-
-@contextlib.contextmanager
-def tcp_listener(netns: Path, ip: str, port: int) -> Iterator[Callable[[], str]]:
-    """One-shot TCP echo server in ``netns`` on ip:port; ``peer()`` returns the client address."""
-    proc = subprocess.Popen(["nsenter", f"--net={netns}", sys.executable, "-c", _LISTENER, ip, str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        if line != "ready":
-            proc.kill()
-            raise AssertionError(f"listener in {netns} did not start: {line!r} {proc.communicate()[1]}")
-
-        def peer() -> str:
-            out, err = proc.communicate(timeout=20)
-            assert proc.returncode == 0, f"listener failed: {err}"
-            return out.strip()
-
-        yield peer
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def tcp_ping_from(netns: Path, ip: str, port: int) -> str:
-    proc = subprocess.run(["nsenter", f"--net={netns}", sys.executable, "-c", _CLIENT, ip, str(port)],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, f"connect from {netns} to {ip}:{port} failed: {proc.stderr}"
-    return proc.stdout.strip()
 
 
 def assert_pod_gone(srv: CRIServer, c: CRIClient, sid: str) -> None:
