@@ -18,6 +18,7 @@ Typical use::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import warnings
@@ -78,8 +79,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+#: Held for a whole integration session: the host audits see the whole host, so two sessions
+#: (or a benchmark) running at once would report each other's pods as leaks.
+HOST_LOCK = "/run/lock/cri-net-host.lock"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _root_host_gate() -> None:
+def _host_lock() -> Iterator[None]:
+    """Wait for any other cri-net integration session or benchmark on this host to finish."""
+    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
+    with open(HOST_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _root_host_gate(_host_lock: None) -> None:
     """Fail (never skip) every integration test on a host that cannot run them."""
     problems = host_problems()
     if problems:
