@@ -16,7 +16,10 @@ result: the default interface first, then the extra planes. The runtime attaches
 itself, so the hook does not. Errors go out as CNI error JSON with a well-known code.
 
 Only the standard library is imported until a command needs the network module, so VERSION
-and argument errors cost no more than the interpreter's start-up.
+and argument errors cost no more than the interpreter's start-up. When `cri-net serve` runs,
+ADD/DEL/CHECK/STATUS/GC are handed to it over its CNI socket (`daemonSocket`, default
+/run/cri-net/cni.sock; "" turns the handoff off) and the network module is never imported
+here; when nothing listens there, the plugin does the work itself.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
+
+from . import cni_wire
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 DEFAULT_CONF_DIR = "/etc/cri-net/net.d"
@@ -36,6 +41,11 @@ INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER, INVALID_ENV, DECODING_FAILURE = 1, 3, 4
 INVALID_CONFIG, TRY_AGAIN_LATER, NOT_AVAILABLE, INTERNAL = 7, 11, 50, 999
 
 CAP_ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
+HANDOFF_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
+DEFAULT_DAEMON_TIMEOUT = 300.0
+
+#: Builds (or, in `cri-net serve`, reuses) the CRI adaptor for an invocation.
+AdaptorSource = Callable[["Invocation"], Any]
 
 
 class PluginFailure(Exception):
@@ -214,13 +224,14 @@ def _same_family(gateway: str, address: str) -> bool:
     return (":" in gateway) == (":" in address)
 
 
-def _adaptor(inv: Invocation) -> Any:
+def fresh_adaptor(inv: Invocation) -> Any:
+    """A one-shot adaptor: the plugin process lives for one call."""
     from adaptors.cri import CRIAdaptor
 
     return CRIAdaptor(inv.settings(), watch=False, loopback=False)
 
 
-def handle(inv: Invocation) -> dict[str, Any] | None:
+def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[str, Any] | None:
     """Run the command; returns what to print on stdout (None for nothing)."""
     command = inv.command
     if command == "VERSION":
@@ -237,7 +248,7 @@ def handle(inv: Invocation) -> dict[str, Any] | None:
                                  NetworkNotReadyError)
 
     try:
-        adaptor = _adaptor(inv)
+        adaptor = adaptor_for(inv)
         if command == "ADD":
             results = adaptor.attach(inv.request())
             return combined_result(inv, results, adaptor)
@@ -296,25 +307,80 @@ def gc(inv: Invocation, adaptor: Any) -> None:
         raise PluginFailure(INTERNAL, "GC could not detach every stale attachment", "; ".join(failures))
 
 
-def main() -> int:
-    stdin = sys.stdin.buffer.read()
+def run(environ: dict[str, str], stdin: bytes, adaptor_for: AdaptorSource = fresh_adaptor) -> tuple[int, str]:
+    """One plugin call, in this process: (exit status, stdout text). Never raises."""
     version = "1.0.0"
     try:
-        inv = Invocation(dict(os.environ), stdin)
+        inv = Invocation(environ, stdin)
         version = inv.cni_version
-        out = handle(inv)
+        out = handle(inv, adaptor_for)
     except Exception as exc:  # never a traceback: the runtime only understands error JSON
-        if not isinstance(exc, PluginFailure):
-            exc = PluginFailure(INTERNAL, f"cri-net-cni internal error: {type(exc).__name__}: {exc}")
-        err: dict[str, Any] = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
-        if exc.details:
-            err["details"] = exc.details
-        sys.stdout.write(json.dumps(err) + "\n")
-        return 1
-    if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
-    return 0
+        return 1, error_json(exc, version)
+    return 0, "" if out is None else json.dumps(out) + "\n"
+
+
+def error_json(exc: BaseException, version: str = "1.0.0") -> str:
+    if not isinstance(exc, PluginFailure):
+        exc = PluginFailure(INTERNAL, f"cri-net-cni internal error: {type(exc).__name__}: {exc}")
+    err: dict[str, Any] = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
+    if exc.details:
+        err["details"] = exc.details
+    return json.dumps(err) + "\n"
+
+
+def _handoff(environ: dict[str, str], stdin: bytes) -> tuple[int, str] | None:
+    """Forward the call to `cri-net serve`; None when it must run here instead.
+
+    Not delivered (no server) or not needing the network module: run here. Delivered but
+    unanswered: a DEL/CHECK/STATUS/GC is safe to repeat here; an ADD is not (the server may
+    have attached half the planes), so it fails with "try again later" and the runtime's
+    DEL cleans up from the cache."""
+    command = environ.get("CNI_COMMAND", "")
+    if command not in HANDOFF_COMMANDS:
+        return None
+    try:
+        inv = Invocation(environ, stdin)
+    except PluginFailure:
+        return None  # let the in-process path report it, with the same words
+    path = inv.conf.get("daemonSocket", cni_wire.DEFAULT_SOCKET)
+    timeout = inv.conf.get("daemonTimeout", DEFAULT_DAEMON_TIMEOUT)
+    if not path or not isinstance(path, str) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        return None  # handoff off, or a bad value the in-process path reports
+    try:
+        return cni_wire.call(path, environ, stdin, float(timeout))
+    except cni_wire.DaemonUnavailable:
+        return None
+    except cni_wire.DaemonBroken as exc:
+        if command != "ADD":
+            return None
+        return 1, error_json(PluginFailure(TRY_AGAIN_LATER, str(exc)), inv.cni_version)
+
+
+def _in_process(environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
+    if sys.flags.no_site:  # the fast launcher starts with -S; the network module needs site-packages
+        import site
+
+        site.main()
+    return run(environ, stdin)
+
+
+def main() -> int:
+    stdin = sys.stdin.buffer.read()
+    environ = dict(os.environ)
+    handed = _handoff(environ, stdin)
+    rc, out = handed if handed is not None else _in_process(environ, stdin)
+    sys.stdout.write(out)
+    return rc
+
+
+def entry() -> None:
+    """The console script: exit without tearing down the interpreter (saves ~40 ms when the
+    network module was imported; there is nothing to clean up)."""
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

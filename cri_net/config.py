@@ -23,6 +23,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     listen: str = "unix:///run/cri-net/cri-net.sock"
+    #: where cri-net-cni hands its calls over; None: `cni.sock` beside the CRI socket; "": off
+    cni_listen: str | None = None
     conf_dir: str = "/etc/cni/net.d"
     bin_dirs: list[str] = Field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
     cache_dir: str = "/var/lib/cni"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cni, network, serve
+from . import cni, cni_plugin_cmd, network, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cri-net", description="A network hook for Kubernetes container runtimes.")
     sub = parser.add_subparsers(dest="subcommand", required=True)
     cni.add_parser(sub)
+    cni_plugin_cmd.add_parser(sub)
     network.add_parser(sub)
     serve.add_parser(sub)
     return parser

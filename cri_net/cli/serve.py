@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def _serve_flags(p: argparse.ArgumentParser) -> None:
     add_common_flags(p)
     p.add_argument("--listen", help="unix socket, unix:///path or /path (default /run/cri-net/cri-net.sock)")
+    p.add_argument("--cni-listen", dest="cni_listen",
+                   help="socket where cri-net-cni hands calls over (default: cni.sock beside --listen; '' = off)")
     p.add_argument("--netns-dir", dest="netns_dir", help="where pod netns are pinned (default /run/cri-net/netns)")
     p.add_argument("--default-network", dest="default_network", help="default network name (default: first file)")
     p.add_argument("--ip-pref", dest="ip_pref", choices=["ipv4", "ipv6", "cni"], help="primary pod IP family")

@@ -23,7 +23,7 @@ _IN_CLOEXEC = 0o2000000
 _IN_EVENTS = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800  # modify, close_write, moves, create, delete, self
 
 
-def _dir_signature(path: str) -> tuple[tuple[str, int, int], ...]:
+def dir_signature(path: str) -> tuple[tuple[str, int, int], ...]:
     try:
         with os.scandir(path) as it:
             return tuple(sorted((e.name, int(e.stat().st_mtime_ns), e.stat().st_size) for e in it))
@@ -49,7 +49,7 @@ class ConfDirWatcher:
     def start(self) -> "ConfDirWatcher":
         """Take the baseline now, so a change made right after start() is not missed."""
         self._fd = self._inotify_fd()
-        self._signature = _dir_signature(self.path)
+        self._signature = dir_signature(self.path)
         self._thread.start()
         return self
 
@@ -94,7 +94,7 @@ class ConfDirWatcher:
                         fd = self._inotify_fd()  # the dir appeared: switch to events
                 # an event always reloads (a same-size rewrite may keep its mtime); the
                 # listing signature catches what events miss (dir replaced, no inotify)
-                new = _dir_signature(self.path)
+                new = dir_signature(self.path)
                 if event or new != signature:
                     signature = new
                     try:

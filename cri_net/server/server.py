@@ -20,6 +20,7 @@ from ..config import Settings
 from ..log import kv
 from ..network import NetworkModule
 from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
+from .cni_endpoint import CNIEndpoint
 from .sandbox import SandboxManager
 from .service import ImageService, RuntimeService
 
@@ -38,6 +39,15 @@ def socket_path(listen: str) -> str:
     if not path.startswith("/"):
         raise ServeError(f"listen address {listen!r}: need an absolute unix socket path")
     return path
+
+
+def cni_socket_path(settings: Settings) -> str | None:
+    """The handoff socket for cri-net-cni: `cni.sock` beside the CRI socket unless set; "" is off."""
+    if settings.cni_listen == "":
+        return None
+    if settings.cni_listen is None:
+        return os.path.join(os.path.dirname(socket_path(settings.listen)), "cni.sock")
+    return socket_path(settings.cni_listen)
 
 
 def claim_socket(path: str) -> None:
@@ -72,12 +82,16 @@ class Server:
                                          ("grpc.max_receive_message_length", MAX_MESSAGE)])
         pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(self.manager), self.grpc)
         pb_grpc.add_ImageServiceServicer_to_server(ImageService(), self.grpc)
+        cni_path = cni_socket_path(settings)
+        self.cni_endpoint = CNIEndpoint(cni_path) if cni_path else None
         self._stopped = threading.Event()
         self._bound = False
 
     def start(self) -> None:
         start = time.monotonic()
         claim_socket(self.path)  # first: a refused second server must not touch the live one's pods
+        if self.cni_endpoint is not None:
+            claim_socket(self.cni_endpoint.path)
         counts = self.manager.reconcile()
         old_umask = os.umask(0o117)  # the socket is born 0660
         try:
@@ -88,7 +102,10 @@ class Server:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o660)
-        kv(log, logging.INFO, "serving", socket=self.path, conf_dir=self.settings.conf_dir,
+        if self.cni_endpoint is not None:
+            self.cni_endpoint.start()
+        kv(log, logging.INFO, "serving", socket=self.path,
+           cni_socket=self.cni_endpoint.path if self.cni_endpoint else "off", conf_dir=self.settings.conf_dir,
            networks=",".join(self.manager.adaptor.operator.networks.names) or "none",
            pods=len(self.manager.store.all()), startup_ms=round((time.monotonic() - start) * 1000), **counts)
 
@@ -98,6 +115,8 @@ class Server:
         self._stopped.set()
         kv(log, logging.INFO, "shutting down", socket=self.path)
         self.grpc.stop(grace).wait()
+        if self.cni_endpoint is not None:
+            self.cni_endpoint.stop()
         self.module.exit()
         if self._bound:  # never remove a socket that another server owns
             try:

@@ -22,6 +22,7 @@ DEFAULTS = {
     "bin_dirs": ["/opt/cni/bin", "/usr/lib/cni"],
     "cache_dir": "/var/lib/cni",
     "state_dir": "/var/lib/cri-net",
+    "cni_listen": None,
     "netns_dir": "/run/cri-net/netns",
     "default_network": None,
     "plugin_timeout": 60.0,
@@ -179,3 +180,14 @@ def test_config_show_error_names_file_and_key(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert str(f) in proc.stderr and "plugin_timeout" in proc.stderr
+
+
+def test_cni_socket_beside_the_cri_socket_unless_set():
+    from cri_net.server.server import cni_socket_path
+
+    assert cni_socket_path(Settings()) == "/run/cri-net/cni.sock"
+    assert cni_socket_path(Settings(listen="unix:///tmp/x/cri.sock")) == "/tmp/x/cni.sock"
+    assert cni_socket_path(Settings(cni_listen="/tmp/y/handoff.sock")) == "/tmp/y/handoff.sock"
+    assert cni_socket_path(Settings(cni_listen="unix:///tmp/y/h.sock")) == "/tmp/y/h.sock"
+    assert cni_socket_path(Settings(cni_listen="")) is None
+    assert from_args(show_args("--cni-listen", "")).cni_listen == ""

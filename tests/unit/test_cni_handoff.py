@@ -1,0 +1,228 @@
+"""cri-net-cni handing its calls to a running `cri-net serve` (the CNI socket), and the launcher.
+
+The endpoint runs in this process (`CNIEndpoint` on a tmp socket); the plugin runs for real as
+a subprocess (the console script, or the `-S` launcher that `cri-net cni-plugin install`
+writes) and its inner networks are fake plugins (tests/fakeplugin), exec'd for real. A call
+that was handed over shows up in the endpoint's adaptor pool and runs the inner plugins with
+the endpoint process as their parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from cri_net import cni_plugin, cni_wire
+from cri_net.cni_launcher import install
+from cri_net.server.cni_endpoint import CNIEndpoint
+from test_cni_plugin import ARGS, HOOK, ROOT, Node, Run, result100
+
+
+@pytest.fixture
+def node(tmp_path: Path, fakecni: Any) -> Node:
+    n = Node(tmp_path, fakecni)
+    n.standard()
+    n.fake.script("main", "ADD", result=result100("eth0", "10.0.0.5/24", "10.0.0.1", str(n.live)))
+    return n
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path) -> Iterator[CNIEndpoint]:
+    ep = CNIEndpoint(str(tmp_path / "run" / "cni.sock"))
+    ep.start()
+    yield ep
+    ep.stop()
+
+
+def hook(node: Node, command: str, conf: dict[str, Any], exe: Path = HOOK, container: str = "sb1") -> Run:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND=command, CNI_CONTAINERID=container, CNI_NETNS=str(node.live), CNI_IFNAME="eth0",
+               CNI_ARGS=ARGS, CNI_PATH=str(node.fake.bin))
+    proc = subprocess.run([str(exe)], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60)
+    return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def test_add_check_del_are_handed_to_the_server(node: Node, endpoint: CNIEndpoint) -> None:
+    conf = node.conf(daemonSocket=endpoint.path)
+    add = hook(node, "ADD", conf)
+    assert add.code == 0, add
+    assert add.json["ips"] == [{"interface": 0, "address": "10.0.0.5/24", "gateway": "10.0.0.1"}]
+    assert len(endpoint.adaptors._adaptors) == 1, "the call did not reach the endpoint"
+    assert node.cache_files() == ["net-sb1-eth0"]
+    assert hook(node, "CHECK", conf).code == 0
+    dele = hook(node, "DEL", conf)
+    assert dele.code == 0 and dele.stdout == "", dele
+    assert node.cache_files() == []
+    assert [c for c in node.plugin_calls() if c[0] == "main"] == [("main", "ADD"), ("main", "CHECK"), ("main", "DEL")]
+
+
+def test_handoff_answers_exactly_what_in_process_work_answers(node: Node, endpoint: CNIEndpoint) -> None:
+    for version in ("0.3.1", "1.0.0", "1.1.0"):
+        handed = hook(node, "ADD", node.conf(version, daemonSocket=endpoint.path), container=f"h{version}")
+        local = hook(node, "ADD", node.conf(version, daemonSocket=""), container=f"l{version}")
+        assert handed.code == local.code == 0, (handed, local)
+        assert handed.json == local.json
+    # errors too: a bad runtimeConfig is reported with the same code and words
+    bad = {"portMappings": "lots"}
+    handed = hook(node, "ADD", node.conf(rc=bad, daemonSocket=endpoint.path)).error(cni_plugin.INVALID_CONFIG)
+    local = hook(node, "ADD", node.conf(rc=bad, daemonSocket="")).error(cni_plugin.INVALID_CONFIG)
+    assert handed == local
+
+
+def test_no_server_means_in_process_work(node: Node, tmp_path: Path) -> None:
+    conf = node.conf(daemonSocket=str(tmp_path / "nobody" / "cni.sock"))
+    add = hook(node, "ADD", conf)
+    assert add.code == 0, add
+    assert node.cache_files() == ["net-sb1-eth0"]
+    assert hook(node, "DEL", conf).code == 0
+    assert node.cache_files() == []
+
+
+def test_conf_dir_changes_reach_a_kept_adaptor(node: Node, endpoint: CNIEndpoint) -> None:
+    conf = node.conf(daemonSocket=endpoint.path)
+    assert hook(node, "ADD", conf, container="c1").code == 0
+    # a new first file becomes the default network; the kept adaptor must see it at once
+    node.write("05-first.conflist", json.dumps({"cniVersion": "1.0.0", "name": "first", "plugins": [{"type": "xb"}]}))
+    node.fake.script("xb", "ADD", result=result100("eth0", "10.9.0.5/24", "10.9.0.1", str(node.live)))
+    add = hook(node, "ADD", conf, container="c2")
+    assert add.code == 0, add
+    assert add.json["ips"][0]["address"] == "10.9.0.5/24"
+    assert len(endpoint.adaptors._adaptors) == 1
+    assert hook(node, "DEL", conf, container="c1").code == 0
+    assert hook(node, "DEL", conf, container="c2").code == 0
+    assert node.cache_files() == []
+
+
+class _Mute:
+    """A socket that accepts calls and hangs up without answering (a server that died mid-call)."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.requests.append(cni_wire.read_all(conn))
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_server_dying_mid_call(node: Node, tmp_path: Path) -> None:
+    mute = _Mute(str(tmp_path / "mute.sock"))
+    try:
+        conf = node.conf(daemonSocket=str(tmp_path / "mute.sock"))
+        # ADD may have been half done by the server: never repeat it here; "try again later"
+        err = hook(node, "ADD", conf).error(cni_plugin.TRY_AGAIN_LATER)
+        assert "no answer from cri-net serve" in err["msg"]
+        assert node.fake.calls() == [] and node.cache_files() == []
+        # the request carried the CNI environment and stdin
+        env, stdin = cni_wire.decode_request(mute.requests[0])
+        assert env["CNI_COMMAND"] == "ADD" and env["CNI_CONTAINERID"] == "sb1" and json.loads(stdin) == conf
+        # DEL is idempotent: it runs here instead, so the runtime's clean-up always works
+        node.add(node.conf(daemonSocket=""))
+        assert hook(node, "DEL", conf).code == 0
+        assert node.cache_files() == []
+        assert len(mute.requests) == 2
+    finally:
+        mute.close()
+
+
+def test_bad_requests_get_no_answer_and_the_endpoint_keeps_serving(node: Node, endpoint: CNIEndpoint) -> None:
+    for junk in (b"", b"no newline", b'{"v": 99, "env": {}}\n{}', b'{"v": 1, "env": {"CNI_COMMAND": 7}}\n{}',
+                 b"\xff\xfe\n{}"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(endpoint.path)
+            s.sendall(junk)
+            s.shutdown(socket.SHUT_WR)
+            assert cni_wire.read_all(s) == b"", junk
+    assert hook(node, "ADD", node.conf(daemonSocket=endpoint.path)).code == 0
+    assert hook(node, "DEL", node.conf(daemonSocket=endpoint.path)).code == 0
+
+
+def test_calls_for_one_container_never_overlap(node: Node, endpoint: CNIEndpoint) -> None:
+    node.fake.script("main", "*", sleep=0.3)
+    node.fake.script("main", "ADD", sleep=0.3, result=result100("eth0", "10.0.0.5/24", "10.0.0.1", str(node.live)))
+    conf = node.conf(daemonSocket=endpoint.path)
+    runs: list[Run] = []
+    threads = [threading.Thread(target=lambda c=c: runs.append(hook(node, c, conf))) for c in ("ADD", "DEL")]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert all(r.code == 0 for r in runs), runs
+    events = [r for r in node.fake.records() if r["name"] == "main"]
+    starts = {r["pid"]: r["t"] for r in events if r["event"] == "start"}
+    spans = sorted((starts[r["pid"]], r["t"]) for r in events if r["event"] == "end")
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0], f"calls overlapped: {spans}"
+
+
+def test_socket_is_0660_and_removed_on_stop(tmp_path: Path) -> None:
+    ep = CNIEndpoint(str(tmp_path / "s" / "cni.sock"))
+    ep.start()
+    assert oct(os.stat(ep.path).st_mode & 0o777) == "0o660"
+    ep.stop()
+    assert not os.path.exists(ep.path)
+    ep.stop()  # idempotent
+
+
+# ---- the launcher ---------------------------------------------------------------------------
+
+
+def test_launcher_runs_without_site_and_works_both_ways(node: Node, endpoint: CNIEndpoint, tmp_path: Path) -> None:
+    launcher = Path(install(str(tmp_path / "bin")))
+    assert os.access(launcher, os.X_OK)
+    first = launcher.read_text().splitlines()[0]
+    assert first.startswith("#!") and first.endswith(" -S"), first
+    version = hook(node, "VERSION", node.conf(), exe=launcher)
+    assert version.code == 0 and "1.1.0" in version.json["supportedVersions"], version
+    # handed over: only the standard library is loaded in the plugin process
+    assert hook(node, "ADD", node.conf(daemonSocket=endpoint.path), exe=launcher).code == 0
+    # no server: the launcher loads site-packages itself and does the work
+    local = hook(node, "ADD", node.conf(daemonSocket=""), exe=launcher, container="sb2")
+    assert local.code == 0, local
+    assert node.cache_files() == ["net-sb1-eth0", "net-sb2-eth0"]
+    for container in ("sb1", "sb2"):
+        assert hook(node, "DEL", node.conf(daemonSocket=""), exe=launcher, container=container).code == 0
+    assert node.cache_files() == []
+
+
+def test_handoff_path_imports_only_the_standard_library(node: Node, endpoint: CNIEndpoint, tmp_path: Path) -> None:
+    """The point of the handoff: the plugin process never imports pydantic or the network stack."""
+    probe = (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom cri_net import cni_plugin\n"
+             "rc = cni_plugin.main()\nheavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('pydantic', 'grpc', 'pyroute2', 'tenacity', 'adaptors') or m.startswith('cri_net.network'))\n"
+             "sys.stderr.write('HEAVY=' + ','.join(heavy))\nsys.exit(rc)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="sb1", CNI_NETNS=str(node.live), CNI_IFNAME="eth0",
+               CNI_ARGS=ARGS, CNI_PATH=str(node.fake.bin))
+    python = Path(HOOK).parent / "python"
+    for sock, want_heavy in ((endpoint.path, False), ("", True)):
+        conf = node.conf(daemonSocket=sock)
+        proc = subprocess.run([str(python), "-S", "-c", probe], input=json.dumps(conf).encode(), env=env,
+                              capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc
+        heavy = proc.stderr.decode().rsplit("HEAVY=", 1)[1]
+        assert bool(heavy) == want_heavy, (sock, heavy)
+        dele = hook(node, "DEL", conf)
+        assert dele.code == 0, dele
