@@ -10,9 +10,12 @@ own root, state, socket, CNI dirs; locally built pause image), both up at once:
 
 * A: the runtime conflist is bridge (`crinetbc0`, 10.233.0.0/24, host-local leases in the
   temp dir) + portmap (capability portMappings). containerd runs the plugins itself.
-* B: the runtime conflist is one `cri-net` plugin (a `#!/bin/sh exec .venv/bin/cri-net-cni`
-  launcher, as in integration/test_containerd_e2e.py) whose confDir holds the same list:
-  bridge (`crinetbc1`, 10.233.1.0/24) + host-local + portmap.
+* B: the runtime conflist is one `cri-net` plugin whose confDir holds the same list: bridge
+  (`crinetbc1`, 10.233.1.0/24) + host-local + portmap. `--mode handoff` (the default, the
+  recommended set-up): the plugin is the `-S` launcher that `cri-net cni-plugin install`
+  writes, and a `cri-net serve` runs beside containerd, so each call is handed to it over
+  its CNI socket. `--mode inprocess`: no server (`daemonSocket: ""`), a `#!/bin/sh exec
+  .venv/bin/cri-net-cni` launcher; every call imports cri-net and works in the plugin.
 
 containerd attaches loopback itself in both. A pod cycle is RunPodSandbox + StopPodSandbox +
 RemovePodSandbox for a pod with one port mapping (A: host port 28180, B: 28181, container
@@ -20,7 +23,8 @@ port 80; rules only, no traffic is sent anywhere). The cycles run in interleaved
 B A ...), after warm-up cycles. The first warm-up of B records the exact stdin and CNI_*
 variables containerd hands to the plugin; the direct measurements below replay them.
 
-Then, with both containerds stopped:
+In handoff mode the run ends with the start-up figures below. In inprocess mode, with both
+containerds stopped:
 
 1. start-up: VERSION wall time (median of 30) of the launcher, of cri-net-cni itself, of a Go
    plugin (bridge), and bare interpreter starts; `python -X importtime -c "import
@@ -397,18 +401,32 @@ class Bench:
         for d in (*self.ipam.values(), self.conf_dir, self.cache_dir, self.launcher_dir, self.capture_dir):
             d.mkdir(parents=True)
         (self.conf_dir / "10-bench.conflist").write_text(json.dumps(conflist(SIDE_B, self.ipam["B"])))
+        self.handoff = args.mode == "handoff"
+        self.serve_dir = self.tmp / "serve"
+        self.serve: subprocess.Popen[bytes] | None = None
         self.runtime_conf_b = {"cniVersion": "1.0.0", "name": RUNTIME_NET_B, "plugins": [
             {"type": "cri-net", "confDir": str(self.conf_dir), "cacheDir": str(self.cache_dir), "binDirs": [CNI_DIR],
+             "daemonSocket": str(self.serve_dir / "cni.sock") if self.handoff else "",
              "capabilities": {"io.kubernetes.cri.pod-annotations": True, "portMappings": True}}]}
+        self.results["mode"] = args.mode
+        if self.handoff:
+            from cri_net.cni_launcher import install
+
+            install(str(self.launcher_dir), ".cri-net-fast", python=PYTHON)
         self.set_launcher(capture=False)
 
     # ---- set-up -----------------------------------------------------------------------
     def set_launcher(self, capture: bool) -> None:
         """The `cri-net` launcher containerd B execs; `capture` also records stdin and CNI_*."""
+        plugin = self.launcher_dir / ".cri-net-fast" if self.handoff else CRI_NET_CNI
         if capture:
             cap = shlex.quote(str(self.capture_dir))
             text = (f'#!/bin/sh\nf={cap}/$(date +%s%N).$CNI_COMMAND\nenv | grep "^CNI_" > "$f.env"\n'
-                    f'cat > "$f.stdin"\nexec {CRI_NET_CNI} "$@" < "$f.stdin"\n')
+                    f'cat > "$f.stdin"\nexec {plugin} "$@" < "$f.stdin"\n')
+        elif self.handoff:
+            shutil.copy(plugin, self.launcher_dir / ".cri-net.tmp")
+            os.replace(self.launcher_dir / ".cri-net.tmp", self.launcher_dir / "cri-net")
+            return
         else:
             text = f'#!/bin/sh\nexec {CRI_NET_CNI} "$@"\n'
         tmp = self.launcher_dir / ".cri-net.tmp"
@@ -416,8 +434,38 @@ class Bench:
         tmp.chmod(0o755)
         os.replace(tmp, self.launcher_dir / "cri-net")
 
+    def start_serve(self) -> None:
+        """The `cri-net serve` that B's plugin hands its calls to (own dirs, empty conf dir)."""
+        d = self.serve_dir
+        for sub in ("net.d", "state", "netns", "cache"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        self.serve_log = open(d / "serve.log", "wb")
+        self.serve = subprocess.Popen(
+            [str(VENV_BIN / "cri-net"), "serve", "--config", str(d / "none.json"), "--listen", f"unix://{d}/cri.sock",
+             "--conf-dir", str(d / "net.d"), "--state-dir", str(d / "state"), "--netns-dir", str(d / "netns"),
+             "--cache-dir", str(d / "cache"), "--log-level", "warning"],
+            stdout=self.serve_log, stderr=subprocess.STDOUT, start_new_session=True)
+        (d / "none.json").write_text("{}")
+        deadline = time.monotonic() + 30
+        while not (d / "cni.sock").exists():
+            if self.serve.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"cri-net serve did not start: {(d / 'serve.log').read_text()[-800:]}")
+            time.sleep(0.05)
+
+    def stop_serve(self) -> None:
+        if self.serve is not None and self.serve.poll() is None:
+            self.serve.terminate()
+            try:
+                self.serve.wait(30)
+            except subprocess.TimeoutExpired:
+                self.serve.kill()
+                self.serve.wait()
+        self.serve = None
+
     def start(self) -> None:
-        log(f"temp dir {self.tmp}; starting containerd A (bridge+portmap) and B (cri-net-cni)")
+        if self.handoff:
+            self.start_serve()
+        log(f"temp dir {self.tmp}; starting containerd A (bridge+portmap) and B (cri-net-cni, {self.args.mode})")
         for side, conf, bins in (("A", conflist(SIDE_A, self.ipam["A"]), [CNI_DIR]),
                                  ("B", self.runtime_conf_b, [str(self.launcher_dir), CNI_DIR])):
             try:
@@ -844,6 +892,7 @@ class Bench:
                 c.close()
         self.clients.clear()
         self.stack.close()
+        self.stop_serve()
         for key, env in self.envs.items():
             for f in env.cleanup_failures:
                 self.leftovers.append(f"containerd {key}: {f}")
@@ -1008,7 +1057,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
     st = res.get("startup")
     if st:
         p(f"\n== plugin start-up (wall, median of {args.version_calls}, ms); bytecode cache: {res['bytecode']['cache']}")
-        for key, label in (("version_launcher", "VERSION via launcher (sh -> cri-net-cni)"),
+        for key, label in (("version_launcher", "VERSION via the `cri-net` launcher"),
                            ("version_cri_net_cni", "VERSION cri-net-cni"),
                            ("version_cri_net_cni_caller_env", "VERSION cri-net-cni, caller's env (no .pyc)"),
                            ("version_go_bridge", "VERSION Go plugin (bridge)"),
@@ -1219,6 +1268,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="warm-up cycles per side (default 2; quick 1)")
     p.add_argument("--batch", type=int, default=5, help="cycles per interleaved batch (default 5)")
     p.add_argument("--quick", action="store_true", help="small numbers everywhere (smoke)")
+    p.add_argument("--mode", choices=["handoff", "inprocess"], default="handoff",
+                   help="B's plugin hands calls to a running cri-net serve (default), or works in-process")
     p.add_argument("--probe", type=int, help="extra cycles per side with timing wrappers, 0 = none (default 5; quick 2)")
     p.add_argument("--json", action="store_true", help="also print one JSON line with every figure on stdout")
     p.add_argument("--cleanup-only", action="store_true", help="remove what a killed run left, then exit")
@@ -1233,6 +1284,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.import_runs = 3 if args.quick else 15
     args.direct = 3 if args.quick else 15
     args.probe = args.probe if args.probe is not None else (2 if args.quick else 5)
+    if args.mode == "handoff":
+        args.probe = 0  # the probe splits an in-process call
     return args
 
 
@@ -1265,11 +1318,12 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop_containerds()
         log("containerds stopped; direct measurements")
         bench.startup()
-        bench.direct()
-        bench.warm()
-        bench.profile()
-        bench.imports()
-        bench.results["projections"] = projections(bench.results)
+        if not bench.handoff:
+            bench.direct()
+            bench.warm()
+            bench.profile()
+            bench.imports()
+            bench.results["projections"] = projections(bench.results)
         bench.results["elapsed_s"] = time.monotonic() - t0
     except Interrupted as exc:
         log(f"interrupted ({exc}); cleaning up")

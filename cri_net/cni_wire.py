@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_SOCKET = "/run/cri-net/cni.sock"
 PROTOCOL_VERSION = 1

@@ -8,7 +8,9 @@ that removing the pods undid creating them.
 * ``test_plain_bridge_pod``: containerd runs a plain bridge + host-local + portmap conflist
   (the harness itself, with nothing of cri-net in the CNI path).
 * ``test_cri_net_pod`` / ``test_cri_net_bad_annotation``: containerd runs ``cri-net-cni``
-  (a ``cri-net`` launcher in its CNI bin dir), which attaches cri-net's own networks.
+  (the ``cri-net`` launcher that ``cri-net cni-plugin install`` writes into its CNI bin dir),
+  which attaches cri-net's own networks: in-process (no server), or handed over to a running
+  ``cri-net serve`` through its CNI socket.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import json
 import re
 import secrets
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -30,14 +31,15 @@ from typing import Any
 import grpc
 import pytest
 
+from cri_net.cni_launcher import install as install_launcher
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from integration.containerd.harness import ContainerdEnv, HarnessError, containerd_env
 from integration.hostaudit import Audit, UniqueNet
+from integration.serve_fixture import CRIServer, cri_server_factory  # noqa: F401
 
 CNI_DIR = "/usr/lib/cni"
 VENV_BIN = Path(sys.executable).parent
-CRI_NET_CNI = VENV_BIN / "cri-net-cni"
 PORTMAP: dict[str, Any] = {"type": "portmap", "capabilities": {"portMappings": True}}
 BANDWIDTH: dict[str, Any] = {"type": "bandwidth", "capabilities": {"bandwidth": True}}
 HOST_CACHE = Path("/var/lib/cni")  # where containerd's own libcni caches results
@@ -196,7 +198,7 @@ def test_plain_bridge_pod(containerd: Callable[..., ContainerdEnv], unique_net: 
 class CriNetSetup:
     """cri-net's own networks (default + one extra plane) and the runtime-side conflist."""
 
-    def __init__(self, tmp_path: Path, default: UniqueNet, extra: UniqueNet) -> None:
+    def __init__(self, tmp_path: Path, default: UniqueNet, extra: UniqueNet, daemon_socket: str = "") -> None:
         self.default, self.extra = default, extra
         self.conf_dir = tmp_path / "crinet-net.d"
         self.cache_dir = tmp_path / "crinet-cache"
@@ -211,13 +213,11 @@ class CriNetSetup:
         (self.conf_dir / "10-default.conflist").write_text(
             json.dumps(default.conflist(ipam_dir=self.ipam_dir, extra_plugins=[PORTMAP, BANDWIDTH])))
         (self.conf_dir / "20-extra.conflist").write_text(json.dumps(extra.conflist(ipam_dir=self.ipam_dir)))
-        launcher = self.launcher_dir / "cri-net"
-        launcher.write_text(f'#!/bin/sh\nexec {CRI_NET_CNI} "$@"\n')
-        launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        install_launcher(str(self.launcher_dir))
         self.runtime_conf = {
             "cniVersion": "1.0.0", "name": "cri-net",
             "plugins": [{"type": "cri-net", "confDir": str(self.conf_dir), "cacheDir": str(self.cache_dir),
-                         "binDirs": [CNI_DIR],
+                         "binDirs": [CNI_DIR], "daemonSocket": daemon_socket,
                          "capabilities": {"io.kubernetes.cri.pod-annotations": True, "portMappings": True,
                                           "bandwidth": True, "ipRanges": True, "dns": True}}]}
 
@@ -253,8 +253,18 @@ def crinet(tmp_path: Path, net_factory: Callable[[], UniqueNet]) -> CriNetSetup:
     return CriNetSetup(tmp_path, net_factory(), net_factory())
 
 
-def test_cri_net_pod(containerd: Callable[..., ContainerdEnv], crinet: CriNetSetup,
+@pytest.fixture(params=["inprocess", "handoff"])
+def crinet_mode(request: pytest.FixtureRequest, tmp_path: Path, net_factory: Callable[[], UniqueNet],
+                cri_server_factory: Callable[..., CRIServer]) -> tuple[CriNetSetup, CRIServer | None]:
+    """cri-net-cni working in the plugin process, or handing its calls to a `cri-net serve`."""
+    server = cri_server_factory("serve", net=None) if request.param == "handoff" else None
+    sock = str(server.root / "cni.sock") if server else ""
+    return CriNetSetup(tmp_path, net_factory(), net_factory(), daemon_socket=sock), server
+
+
+def test_cri_net_pod(containerd: Callable[..., ContainerdEnv], crinet_mode: tuple[CriNetSetup, CRIServer | None],
                      host_audit: Callable[..., Audit]) -> None:
+    crinet, server = crinet_mode
     env = crinet.start(containerd)
     audit = crinet.audit(host_audit, env)
     c = env.client()
@@ -301,10 +311,16 @@ def test_cri_net_pod(containerd: Callable[..., ContainerdEnv], crinet: CriNetSet
     with listener_in(netns, CONTAINER_PORT):
         assert tcp_ping(str(crinet.default.gateway), host_port) == "pong:ping"
 
+    # handed over, the work ran in the server: its log names the pod for ADD and both DELs
+    handed = re.findall(r'"CNI call" command=(\w+) pod=default/crinet ', server.log) if server else []
+
     remove_pod(c, sid)
     crinet.assert_clean(sid, netns)
     audit.assert_clean(ignore=[crinet.default.per_network_state, crinet.extra.per_network_state])
     assert run_time < 30, f"RunPodSandbox took {run_time:.1f}s"
+    if server is not None:
+        assert handed == ["ADD"], server.log_tail()
+        assert re.findall(r'"CNI call" command=(\w+) pod=default/crinet ', server.log) == ["ADD", "DEL", "DEL"]
 
 
 def test_cri_net_bad_annotation(containerd: Callable[..., ContainerdEnv], crinet: CriNetSetup,

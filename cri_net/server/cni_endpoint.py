@@ -19,6 +19,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from typing import Any
 
 from .. import cni_plugin, cni_wire
@@ -151,6 +152,7 @@ class CNIEndpoint:
 
     def run(self, environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
         container = environ.get("CNI_CONTAINERID", "")
+        start = time.monotonic()
         self._containers.acquire(container)
         try:
             rc, out = cni_plugin.run(environ, stdin, self.adaptors.get)
@@ -163,5 +165,5 @@ class CNIEndpoint:
         pod = f"{args.get('K8S_POD_NAMESPACE', '')}/{args.get('K8S_POD_NAME', '')}"
         kv(log, logging.INFO if rc == 0 else logging.WARNING, "CNI call", command=environ.get("CNI_COMMAND", ""),
            pod=pod, container=container, netns=environ.get("CNI_NETNS", ""), ifname=environ.get("CNI_IFNAME", ""),
-           rc=rc, **({"error": out.strip()} if rc else {}))
+           rc=rc, ms=round((time.monotonic() - start) * 1000, 1), **({"error": out.strip()} if rc else {}))
         return rc, out
