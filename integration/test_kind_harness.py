@@ -129,6 +129,14 @@ def test_daemonset_installs_with_node_setup_from_the_image() -> None:
         assert (ROOT / rel).is_file(), rel
         assert any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in copied_sources()), \
             f"the Dockerfile does not copy {rel} into the image"
+    # The main container runs cri-net serve on the node (the plugin hands its calls to it),
+    # from the venv node-setup.sh points `current` at, with the networks it wrote.
+    [serve] = spec["containers"]
+    assert serve["securityContext"]["privileged"] is True
+    argv = serve["command"]
+    assert argv[:2] == ["nsenter", "--target"] and "--net" in argv and "--mount" in argv
+    assert argv[argv.index("--") + 1:argv.index("--") + 3] == ["/opt/cri-net/current/bin/cri-net", "serve"]
+    assert argv[argv.index("--conf-dir") + 1] == script_var(NODE_SETUP, "CRI_NET_CONF_DIR")
     env = {e["name"]: e for e in init["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["CRI_NET_STORAGE_CIDR"]["value"] == script_var(E2E, "STORAGE_CIDR")
@@ -363,8 +371,9 @@ def test_node_setup_then_containerd_runs_an_annotated_pod(node: NodeSetup, conta
     # What it wrote: a launcher into the bin dir, cri-net's networks on this test's subnets
     # and bridges, and the runtime conflist naming them; libcni parses every one.
     [venv] = node.prefix.glob("venv-*")
-    launcher = (node.cni_bin / "cri-net").read_text()
-    assert launcher.splitlines()[-1] == f'exec {venv}/bin/cri-net-cni "$@"'
+    launcher = (node.cni_bin / "cri-net").read_text().splitlines()
+    assert launcher[0] == f"#!{venv}/bin/python -S" and launcher[-1] == "entry()", launcher
+    assert (node.prefix / "current").resolve() == venv.resolve()
     assert os.access(node.cni_bin / "cri-net", os.X_OK)
     version = subprocess.run([str(node.cni_bin / "cri-net")], input='{"cniVersion": "1.0.0"}', text=True,
                              capture_output=True, env={"CNI_COMMAND": "VERSION"}, timeout=30)

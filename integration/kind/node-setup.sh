@@ -11,7 +11,9 @@
 #      spec.podCIDR read with the kubelet's own kubeconfig (waits for it to be assigned);
 #   3. pip installs cri-net from a clean copy of SOURCE_DIR into its own venv,
 #      $CRI_NET_PREFIX/venv-<source hash> (skipped when that venv is already complete);
-#   4. writes the launcher `cri-net` into the runtime's CNI bin dir;
+#   4. writes the launcher `cri-net` into the runtime's CNI bin dir (the `python -S` one that
+#      `cri-net cni-plugin install` writes) and points $CRI_NET_PREFIX/current at the venv,
+#      from which the DaemonSet runs `cri-net serve`, so plugin calls are handed to it;
 #   5. writes cri-net's networks into $CRI_NET_CONF_DIR: the default network `pods`
 #      (bridge + host-local on the pod CIDR, portmap, bandwidth) and the extra plane
 #      `storage`, rendered from net.d/ next to this script;
@@ -219,9 +221,11 @@ put_file() {
 }
 
 # ---- 4. the launcher ----------------------------------------------------------------
-printf '#!/bin/sh\n# written by cri-net integration/kind/node-setup.sh\nexec %s/bin/cri-net-cni "$@"\n' "$VENV" \
-    >"$STAGE/cri-net"
+"$VENV/bin/python" -c 'from cri_net.cni_launcher import launcher_text; print(launcher_text(), end="")' \
+    >"$STAGE/cri-net" || die "cannot render the launcher"
 put_file "$STAGE/cri-net" "$CNI_BIN_DIR/cri-net" 0755
+ln -sfn "$VENV" "$PREFIX/.current.tmp" && mv -Tf "$PREFIX/.current.tmp" "$PREFIX/current"
+say "$PREFIX/current -> $VENV"
 
 # ---- 5 + 6. cri-net's networks, the runtime conflist --------------------------------
 mkdir -p "$STAGE/out"
