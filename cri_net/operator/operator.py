@@ -21,6 +21,7 @@ from .. import libcni
 from ..libcni import CNI, CNIError, NetworkConfigList, PluginInfo, Result, RuntimeConf
 from ..log import kv
 from .loader import FileFilter, NetworkSet, load_networks
+from .masq_sweep import sweep_masquerade
 from .watcher import ConfDirWatcher
 
 log = logging.getLogger("cri_net.operator")
@@ -175,6 +176,8 @@ class CNIOperator:
                 return
             net, rt = current, plane.runtime_conf()
         self.cni.del_network_list(net, rt)
+        if cached is not None and not rt.netns:
+            sweep_masquerade(net.name, rt.container_id)  # plugins skip ipMasq teardown without a netns
         kv(log, logging.INFO, "detached plane", network=plane.network, container=plane.container_id,
            ifname=plane.ifname)
 
