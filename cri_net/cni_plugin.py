@@ -47,8 +47,6 @@ INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER, INVALID_ENV, DECODING_FAILURE = 1, 3, 4
 INVALID_CONFIG, TRY_AGAIN_LATER, NOT_AVAILABLE, INTERNAL = 7, 11, 50, 999
 
 CAP_ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
-HANDOFF_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
-DEFAULT_DAEMON_TIMEOUT = 300.0
 
 
 class PluginFailure(Exception):
@@ -331,60 +329,25 @@ def error_json(exc: BaseException, version: str = "1.0.0") -> str:
     return json.dumps(err) + "\n"
 
 
-def _handoff(environ: dict[str, str], stdin: bytes) -> tuple[int, str] | None:
-    """Forward the call to `cri-net serve`; None when it must run here instead.
-
-    Not delivered (no server) or not needing the network module: run here. Delivered but
-    unanswered: a DEL/CHECK/STATUS/GC is safe to repeat here; an ADD is not (the server may
-    have attached half the planes), so it fails with "try again later" and the runtime's
-    DEL cleans up from the cache."""
-    command = environ.get("CNI_COMMAND", "")
-    if command not in HANDOFF_COMMANDS:
-        return None
-    try:
-        inv = Invocation(environ, stdin)
-    except PluginFailure:
-        return None  # let the in-process path report it, with the same words
-    path = inv.conf.get("daemonSocket", cni_wire.DEFAULT_SOCKET)
-    timeout = inv.conf.get("daemonTimeout", DEFAULT_DAEMON_TIMEOUT)
-    if not path or not isinstance(path, str) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        return None  # handoff off, or a bad value the in-process path reports
-    try:
-        return cni_wire.call(path, environ, stdin, float(timeout))
-    except cni_wire.DaemonUnavailable:
-        return None
-    except cni_wire.DaemonBroken as exc:
-        if command != "ADD":
-            return None
-        return 1, error_json(PluginFailure(TRY_AGAIN_LATER, str(exc)), inv.cni_version)
-
-
-def _in_process(environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
-    if sys.flags.no_site and environ.get("CNI_COMMAND") in HANDOFF_COMMANDS:
-        # the fast launcher starts with -S; the network module needs site-packages
+def main() -> int:
+    """Hand the call to `cri-net serve` when one listens, else do the work here; prints the
+    answer on stdout and returns the exit status."""
+    stdin = sys.stdin.buffer.read()
+    environ = dict(os.environ)
+    handed = cni_wire.try_handoff(environ, stdin)
+    if handed is not None:
+        rc, out = handed
+        sys.stdout.write(out.decode("utf-8", "replace"))
+        return rc
+    if sys.flags.no_site and environ.get("CNI_COMMAND") in cni_wire.HANDOFF_COMMANDS:
+        # started with -S (the launcher); the network module needs site-packages
         import site
 
         site.main()
-    return run(environ, stdin)
-
-
-def main() -> int:
-    stdin = sys.stdin.buffer.read()
-    environ = dict(os.environ)
-    handed = _handoff(environ, stdin)
-    rc, out = handed if handed is not None else _in_process(environ, stdin)
-    sys.stdout.write(out)
+    rc, text = run(environ, stdin)
+    sys.stdout.write(text)
     return rc
 
 
-def entry() -> None:
-    """The console script: exit without tearing down the interpreter (saves ~40 ms when the
-    network module was imported; there is nothing to clean up)."""
-    rc = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
-
-
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())

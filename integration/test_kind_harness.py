@@ -372,7 +372,7 @@ def test_node_setup_then_containerd_runs_an_annotated_pod(node: NodeSetup, conta
     # and bridges, and the runtime conflist naming them; libcni parses every one.
     [venv] = node.prefix.glob("venv-*")
     launcher = (node.cni_bin / "cri-net").read_text().splitlines()
-    assert launcher[0] == f"#!{venv}/bin/python -S" and launcher[-1] == "entry()", launcher
+    assert launcher[0] == f"#!{venv}/bin/python -S" and launcher[-1] == "run_plugin()", launcher
     assert (node.prefix / "current").resolve() == venv.resolve()
     assert os.access(node.cni_bin / "cri-net", os.X_OK)
     version = subprocess.run([str(node.cni_bin / "cri-net")], input='{"cniVersion": "1.0.0"}', text=True,

@@ -12,7 +12,6 @@ socket is as powerful as running plugins by hand. It is created 0660.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -97,7 +96,7 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         rc, out = endpoint.run(environ, stdin)
         try:
-            sock.sendall(json.dumps({"rc": rc, "stdout": out}).encode())
+            sock.sendall(cni_wire.encode_reply(rc, out.encode()))
         except OSError as exc:  # the plugin gave up (runtime timeout); the work is done anyway
             kv(log, logging.WARNING, "CNI handoff caller went away", error=str(exc),
                container=environ.get("CNI_CONTAINERID", ""), command=environ.get("CNI_COMMAND", ""))

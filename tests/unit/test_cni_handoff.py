@@ -147,8 +147,8 @@ def test_server_dying_mid_call(node: Node, tmp_path: Path) -> None:
 
 
 def test_bad_requests_get_no_answer_and_the_endpoint_keeps_serving(node: Node, endpoint: CNIEndpoint) -> None:
-    for junk in (b"", b"no newline", b'{"v": 99, "env": {}}\n{}', b'{"v": 1, "env": {"CNI_COMMAND": 7}}\n{}',
-                 b"\xff\xfe\n{}"):
+    for junk in (b"", b"no magic", b"CRINET9\nCNI_COMMAND=ADD\0\0{}", b"CRINET1\nCNI_COMMAND=ADD\0{}",
+                 b"CRINET1\nCNI_COMMAND\0\0{}", b"CRINET1\nPATH=/bin\0\0{}"):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(10)
             s.connect(endpoint.path)
@@ -207,22 +207,55 @@ def test_launcher_runs_without_site_and_works_both_ways(node: Node, endpoint: CN
     assert node.cache_files() == []
 
 
-def test_handoff_path_imports_only_the_standard_library(node: Node, endpoint: CNIEndpoint, tmp_path: Path) -> None:
-    """The point of the handoff: the plugin process never imports pydantic or the network stack."""
-    probe = (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom cri_net import cni_plugin\n"
-             "rc = cni_plugin.main()\nheavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('pydantic', 'grpc', 'pyroute2', 'tenacity', 'adaptors') or m.startswith('cri_net.network'))\n"
-             "sys.stderr.write('HEAVY=' + ','.join(heavy))\nsys.exit(rc)\n")
+def test_handed_over_call_loads_no_json_and_no_network_stack(node: Node, endpoint: CNIEndpoint) -> None:
+    """The point of the handoff: the plugin process loads only the C socket module on top of a
+    bare interpreter; without a server it loads the network stack and does the work."""
+    probe = (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom cri_net import cni_launcher\n"
+             "import atexit, os\nloaded = lambda: ','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('json', 'socket', 'typing', 'pathlib', 'pydantic', 'grpc', 'adaptors', 'site') "
+             "or m.startswith('cri_net.network')))\n"
+             "real_exit = os._exit\nos._exit = lambda rc: (sys.stderr.write('LOADED=' + loaded()), "
+             "sys.stderr.flush(), real_exit(rc))\ncni_launcher.run_plugin()\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="sb1", CNI_NETNS=str(node.live), CNI_IFNAME="eth0",
                CNI_ARGS=ARGS, CNI_PATH=str(node.fake.bin))
     python = Path(HOOK).parent / "python"
-    for sock, want_heavy in ((endpoint.path, False), ("", True)):
+    for sock in (endpoint.path, ""):
         conf = node.conf(daemonSocket=sock)
         proc = subprocess.run([str(python), "-S", "-c", probe], input=json.dumps(conf).encode(), env=env,
                               capture_output=True, timeout=60)
         assert proc.returncode == 0, proc
-        heavy = proc.stderr.decode().rsplit("HEAVY=", 1)[1]
-        assert bool(heavy) == want_heavy, (sock, heavy)
-        dele = hook(node, "DEL", conf)
-        assert dele.code == 0, dele
+        assert json.loads(proc.stdout)["ips"][0]["address"] == "10.0.0.5/24"
+        loaded = proc.stderr.decode().rsplit("LOADED=", 1)[1].split(",")
+        if sock:
+            assert loaded == [""], loaded
+        else:
+            assert {"json", "pydantic", "adaptors", "site"} <= set(loaded), loaded
+        assert hook(node, "DEL", conf).code == 0
+
+
+@pytest.mark.parametrize("conf, want", [
+    (b'{"cniVersion": "1.0.0", "type": "cri-net"}', cni_wire.DEFAULT_SOCKET),
+    (b'{"daemonSocket": "/run/x/cni.sock", "type": "cri-net"}', "/run/x/cni.sock"),
+    (b'{"daemonSocket" :\n "/run/x/cni.sock"}', "/run/x/cni.sock"),
+    (b'{"daemonSocket": ""}', None),                     # off
+    (b'{"daemonSocket": null}', None),                   # not a string: the real parser reports it
+    (b'{"daemonSocket": "/run/\\u0078.sock"}', None),  # escapes: the real parser decides
+    (b'{"daemonSocket": "/a", "runtimeConfig": {"daemonSocket": "/b"}}', None),  # ambiguous
+    # inside a string the quotes are escaped: not the key, so the default
+    (b'{"annotations": {"k": "\\"daemonSocket\\": \\"/evil\\""}}', cni_wire.DEFAULT_SOCKET),
+    (b'{"daemonSocket": "/run/unterminated', None),
+])
+def test_socket_is_read_from_the_config_without_a_json_parser(conf: bytes, want: str | None) -> None:
+    assert cni_wire.socket_from_conf(conf) == want
+
+
+def test_request_round_trip_keeps_only_the_cni_environment() -> None:
+    env = {"CNI_COMMAND": "ADD", "CNI_ARGS": "A=1;B=x=y", "CNI_NETNS": "/run/netns/\u00e9", "PATH": "/bin",
+           "HOME": "/root"}
+    got_env, got_stdin = cni_wire.decode_request(cni_wire.encode_request(env, b'{"a": "\x00"}'))
+    assert got_env == {k: v for k, v in env.items() if k.startswith("CNI_")}
+    assert got_stdin == b'{"a": "\x00"}'
+    assert cni_wire.decode_reply(cni_wire.encode_reply(7, b"out\nmore")) == (7, b"out\nmore")
+    with pytest.raises(ValueError):
+        cni_wire.decode_reply(b"x\n")
