@@ -20,6 +20,7 @@ from cri_net import libcni
 from cri_net.config import Settings
 from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
+from cri_net.nsfs import live_netns
 from cri_net.network import annotations
 from cri_net.network.errors import AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError, NetworkNotReadyError
 from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
@@ -28,7 +29,7 @@ from cri_net.operator import CNIOperator, PlaneRef
 
 from . import NATIVE_FILE_PREFIX
 from .listing import filter_infos, network_info
-from .planes import attach_all, cached_planes, detach_all, ifname_key, live_netns, merge_direct_caps, validate_target
+from .planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
 
 log = logging.getLogger("cri_net.adaptors.cri")
 
@@ -146,6 +147,11 @@ class CRIAdaptor:
                        for _, p in self.plan(conf, for_detach=True)]
         except (NetworkApiError, CNIError):
             planned = []  # a request we cannot plan any more: the cache is the truth
+        # An interface belongs to one network: when the cache says eth0 is on X, a plan that
+        # now puts eth0 on Y (the default network changed) must not DEL Y there; that DEL
+        # would remove X's eth0 before X's own DEL could tear down X's host-side state.
+        cached_ifnames = {ifname for _, ifname in cached}
+        planned = [p for p in planned if (p.network, p.ifname) in cached or p.ifname not in cached_ifnames]
         # attach order: planes of unknown order first, then the request's (extras, default)
         in_plan = {(p.network, p.ifname) for p in planned}
         unknown = sorted((p for k, p in cached.items() if k not in in_plan), key=lambda p: (

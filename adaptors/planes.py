@@ -3,7 +3,6 @@ failure everything attached is detached again in reverse; detach carries on past
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -57,11 +56,6 @@ def detach_all(operator: CNIOperator, planes: list[PlaneRef]) -> list[Failure]:
         except CNIError as exc:
             failures.append((plane.network, plane.ifname, exc))
     return failures
-
-
-def live_netns(path: str) -> str:
-    """`path` if the netns still exists, else "" (how a DEL is told the netns is gone)."""
-    return path if path and os.path.exists(path) else ""
 
 
 def cached_planes(operator: CNIOperator, container_id: str, netns: str) -> list[PlaneRef]:

@@ -299,7 +299,9 @@ def gc(inv: Invocation, adaptor: Any) -> None:
     failures = []
     for att in adaptor.operator.cni.cached_attachments():
         if att.network in ours and att.container_id not in keep:
-            netns = att.netns if att.netns and os.path.exists(att.netns) else ""
+            from .nsfs import live_netns
+
+            netns = live_netns(att.netns)
             try:
                 adaptor.operator.detach_network_plane(PlaneRef(att.network, att.container_id, netns, att.ifname))
             except Exception as exc:  # report every failure, keep going

@@ -17,6 +17,7 @@ from cri_net.config import Settings
 from cri_net.fsutil import atomic_write
 from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
+from cri_net.nsfs import live_netns
 from cri_net.network import annotations
 from cri_net.network.errors import CheckError, DetachError, InvalidRequestError, NetworkApiError
 from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
@@ -26,7 +27,7 @@ from cri_net.operator.loader import load_networks
 
 from .. import NATIVE_FILE_PREFIX
 from ..listing import filter_infos, network_info
-from ..planes import attach_all, cached_planes, detach_all, ifname_key, live_netns, merge_direct_caps, validate_target
+from ..planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
 from . import bridge
 
 log = logging.getLogger("cri_net.adaptors.native")

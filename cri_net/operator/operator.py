@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 from .. import libcni
 from ..libcni import CNI, CNIError, NetworkConfigList, PluginInfo, Result, RuntimeConf
 from ..log import kv
+from ..nsfs import live_netns
 from .loader import FileFilter, NetworkSet, load_networks
 from .masq_sweep import sweep_masquerade
 from .watcher import ConfDirWatcher
@@ -156,8 +157,7 @@ class CNIOperator:
         if net.name != record.network_name:  # e.g. a conf that had no name: its file name was used
             net = dataclasses.replace(net, name=record.network_name)
         netns = plane.netns or record.netns
-        if netns and not os.path.exists(netns):
-            netns = ""  # the netns is gone: DEL still releases IPAM and host-side state
+        netns = live_netns(netns)  # gone (or an unmounted leftover file): DEL still releases IPAM and host-side state
         rt = RuntimeConf(record.container_id, netns, record.ifname, tuple(record.cni_args), record.capability_args)
         return net, rt
 

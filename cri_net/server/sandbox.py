@@ -28,6 +28,7 @@ from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import InvalidRequestError, NetworkApiError
 from ..network.results import plane_result, split_ips
+from ..nsfs import live_netns
 from ..operator import PlaneRef
 from . import netns
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
@@ -280,7 +281,7 @@ class SandboxManager:
             # shared with containerd or CRI-O, whose pods we must never touch.
             if att.container_id in known or not att.netns.startswith(ours):
                 continue
-            plane = PlaneRef(att.network, att.container_id, att.netns if os.path.exists(att.netns) else "",
+            plane = PlaneRef(att.network, att.container_id, live_netns(att.netns),
                              att.ifname)
             try:
                 operator.detach_network_plane(plane)

@@ -98,7 +98,7 @@ class Node:
         self.gone = str(tmp / "netns" / "gone")  # never created: the netns is gone
         self.live = tmp / "netns" / "live"
         self.live.parent.mkdir()
-        self.live.touch()
+        self.live.symlink_to("/proc/self/ns/net")  # a live netns (nsfs) without root
         fake.install("loopback", "main", "pm", "bw", "xa", "xb", "foreign")
 
     def write(self, filename: str, text: str) -> Path:

@@ -43,7 +43,7 @@ class Env:
         self.cache_dir = tmp / "cache"
         self.netns = tmp / "netns" / "pod1"
         self.netns.parent.mkdir()
-        self.netns.touch()
+        self.netns.symlink_to("/proc/self/ns/net")  # a live netns (nsfs) without root
         self.adaptors: list[CRIAdaptor] = []
         fakecni.install("loopback", "main", "pm", "bw", "xa", "xb", "xc")
 
@@ -645,3 +645,34 @@ def test_conf_list_inspect_exist_and_no_create_or_rm(env):
         a.conf_rm("net")
     assert (env.conf_dir / "10-net.conflist").exists()
     assert env.fake.calls() == []
+
+
+def test_detach_after_the_default_network_changed_dels_only_what_holds_the_interface(env: Env) -> None:
+    """eth0 was attached on `net`; the conf dir now makes `extra-b` the default. Detach must DEL
+    `net` on eth0 (cached) and must not DEL `extra-b` there: that DEL would delete eth0 before
+    `net` could tear down its own host-side state."""
+    env.standard()
+    a = env.adaptor()
+    a.attach(env.conf())
+    env.fake.clear_log()
+    (env.conf_dir / "10-net.conflist").unlink()
+    env.write("05-new-default.conflist", conflist("new-default", "xb"))
+    a.update()
+    assert a.default_network().name == "new-default"
+    a.detach(env.conf())
+    assert env.runs() == [("main", "DEL", "eth0"), ("loopback", "DEL", "lo")]
+    assert env.cache_files() == []
+
+
+def test_a_leftover_file_where_the_netns_was_is_a_gone_netns(env: Env, tmp_path: Path) -> None:
+    """An unmounted netns leaves an ordinary file behind; plugins fail on it ("unknown FS
+    magic"), so DEL must get no netns at all, as when the file is gone."""
+    env.standard()
+    a = env.adaptor()
+    a.attach(env.conf())
+    env.fake.clear_log()
+    env.netns.unlink()
+    env.netns.touch()  # what `umount` leaves behind
+    a.detach(env.conf())
+    assert {c["env"]["CNI_NETNS"] for c in env.fake.calls()} == {""}
+    assert env.cache_files() == []

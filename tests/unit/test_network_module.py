@@ -34,7 +34,7 @@ def dirs(tmp_path: Path, fakecni, monkeypatch):
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     netns = tmp_path / "ns"
-    netns.touch()
+    netns.symlink_to("/proc/self/ns/net")  # a live netns (nsfs) without root
     fakecni.install("loopback", "main", "pm", "bw", "bridge", "portmap", "firewall")
     monkeypatch.setattr(bridge, "host_networks", lambda: [])
     monkeypatch.setattr(bridge, "host_link_names", lambda: set())

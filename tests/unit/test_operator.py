@@ -427,7 +427,7 @@ def test_watcher_does_not_call_back_without_changes(conf_dir):
 def netns(tmp_path: Path) -> Path:
     p = tmp_path / "netns" / "ns1"
     p.parent.mkdir()
-    p.touch()
+    p.symlink_to("/proc/self/ns/net")  # a live netns (nsfs) without root
     return p
 
 
@@ -547,7 +547,7 @@ def test_detach_with_a_vanished_netns_sends_an_empty_cni_netns(conf_dir, op_fact
     assert [env_of(c)["CNI_NETNS"] for c in fakecni.calls()] == ["", ""]
     fakecni.clear_log()
     netns2 = netns.parent / "ns2"
-    netns2.touch()
+    netns2.symlink_to("/proc/self/ns/net")
     op2, _ = _attach_one(conf_dir, op_factory, fakecni, netns2)
     # a plane given without a netns falls back to the cached one (which still exists here)
     op2.detach_network_plane(PlaneRef("n", "ctr1", "", "eth0"))
