@@ -73,11 +73,24 @@ def _go_quote(data: bytes) -> str:
     return json.dumps(data.decode("utf-8", errors="replace"), ensure_ascii=False)
 
 
+def exit_text(returncode: int) -> str:
+    """How Go's os/exec words an exit: "exit status 2", "signal: killed"."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+    words = {"SIGKILL": "killed", "SIGSEGV": "segmentation fault", "SIGTERM": "terminated", "SIGABRT": "aborted",
+             "SIGINT": "interrupt", "SIGBUS": "bus error", "SIGPIPE": "broken pipe", "SIGHUP": "hangup"}
+    return f"signal: {words.get(name, name)}"
+
+
 def plugin_error(returncode: int, stdout: bytes, stderr: bytes) -> CNIError:
     """Decode a failed run the way Go libcni does: JSON error on stdout, else stderr text."""
     if not stdout.strip():
         if not stderr:
-            return CNIError(ErrorCode.INTERNAL, f"netplugin failed with no error message: exit status {returncode}")
+            return CNIError(ErrorCode.INTERNAL, f"netplugin failed with no error message: {exit_text(returncode)}")
         return CNIError(ErrorCode.INTERNAL, f"netplugin failed: {_go_quote(stderr)}")
     try:
         obj = rawjson.loads(stdout)

@@ -402,3 +402,12 @@ def test_cni_error_base_class_for_exec_failures(fakecni):
     fakecni.script("fake-a", "ADD", exit=1)
     with pytest.raises(CNIError):
         fakecni.cni().add_network_list(fakecni.conflist("fake-a"), fakecni.rt())
+
+
+def test_a_plugin_killed_by_a_signal_is_reported_as_go_does(fakecni) -> None:
+    """Go libcni says "signal: killed", not a negative exit status."""
+    from cri_net.libcni.invoke import exit_text, plugin_error
+
+    assert exit_text(2) == "exit status 2"
+    assert exit_text(-9) == "signal: killed" and exit_text(-11) == "signal: segmentation fault"
+    assert plugin_error(-9, b"", b"").msg == "netplugin failed with no error message: signal: killed"
