@@ -13,6 +13,7 @@ from pathlib import Path
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.masq_sweep import _jumps, plugin_comment
 from integration.hostaudit import Audit, UniqueNet
+from tests.reliability import record
 
 
 def nat_rules_naming(container_id: str) -> list[str]:
@@ -53,3 +54,5 @@ def test_del_after_netns_is_gone_leaves_no_masquerade_chain(
     assert nat_rules_naming("sweep-keep") == []
     subprocess.run(["ip", "netns", "delete", Path(keep_ns).name], check=True)
     audit.assert_clean(ignore=[unique_net.per_network_state])
+    record("netns deleted before DEL: the bridge plugin's masquerade chain is swept", runs=1, suite="fault",
+           audited="nat rules naming the pod, netns, links, leases, cache files")
