@@ -36,6 +36,8 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     conf_poll_interval: float = Field(5.0, gt=0)
+    #: seconds between retries of DELs that failed when a pod was removed; 0: only at start-up
+    gc_interval: float = Field(300.0, ge=0)
 
     @field_validator("conf_dir", "cache_dir", "state_dir", "netns_dir")
     @classmethod

@@ -274,21 +274,7 @@ class SandboxManager:
                 self.store.put(record)
                 counts["not_ready"] += 1
         known = {r.id for r in self.store.all()}
-        ours = self.settings.netns_dir.rstrip("/") + "/"
-        operator = self.adaptor.operator
-        for att in operator.cni.cached_attachments():
-            # Only attachments whose netns lives in our netns dir are ours: the cache dir may be
-            # shared with containerd or CRI-O, whose pods we must never touch.
-            if att.container_id in known or not att.netns.startswith(ours):
-                continue
-            plane = PlaneRef(att.network, att.container_id, live_netns(att.netns),
-                             att.ifname)
-            try:
-                operator.detach_network_plane(plane)
-                counts["stale_attachments"] += 1
-            except CNIError as exc:
-                kv(log, logging.ERROR, "GC of stale attachment failed", network=att.network,
-                   container=att.container_id, ifname=att.ifname, error=str(exc))
+        counts["stale_attachments"] = self.gc_stale_attachments(known)
         self._gc_plugins()
         if os.path.isdir(self.settings.netns_dir):
             for name in os.listdir(self.settings.netns_dir):
@@ -297,6 +283,30 @@ class SandboxManager:
                     counts["stale_netns"] += 1
         kv(log, logging.INFO, "reconciled state", pods=len(known), **counts)
         return counts
+
+    def gc_stale_attachments(self, known: set[str] | None = None) -> int:
+        """DEL cached attachments of pods cri-net no longer has (a DEL that failed at
+        RemovePodSandbox is retried here); returns how many were removed.
+
+        Only attachments whose netns lives in our netns dir are ours: the cache dir may be
+        shared with containerd or CRI-O, whose pods we must never touch."""
+        ours = self.settings.netns_dir.rstrip("/") + "/"
+        operator = self.adaptor.operator
+        removed = 0
+        for att in operator.cni.cached_attachments():
+            if not att.netns.startswith(ours) or (known is not None and att.container_id in known):
+                continue
+            with self._pod_lock(att.container_id):
+                if self.store.get(att.container_id) is not None:
+                    continue  # a live pod (possibly re-created since the listing)
+                plane = PlaneRef(att.network, att.container_id, live_netns(att.netns), att.ifname)
+                try:
+                    operator.detach_network_plane(plane)
+                    removed += 1
+                except CNIError as exc:
+                    kv(log, logging.ERROR, "GC of stale attachment failed; will retry", network=att.network,
+                       container=att.container_id, ifname=att.ifname, error=str(exc))
+        return removed
 
     def _gc_plugins(self) -> None:
         """Spec 1.1.0 GC for networks that support it. Every attachment still cached after the

@@ -86,6 +86,7 @@ class Server:
         self.cni_endpoint = CNIEndpoint(cni_path) if cni_path else None
         self._stopped = threading.Event()
         self._bound = False
+        self._gc_thread: threading.Thread | None = None
 
     def start(self) -> None:
         start = time.monotonic()
@@ -104,10 +105,24 @@ class Server:
         os.chmod(self.path, 0o660)
         if self.cni_endpoint is not None:
             self.cni_endpoint.start()
+        if self.settings.gc_interval > 0:
+            self._gc_thread = threading.Thread(target=self._gc_loop, name="gc", daemon=True)
+            self._gc_thread.start()
         kv(log, logging.INFO, "serving", socket=self.path,
            cni_socket=self.cni_endpoint.path if self.cni_endpoint else "off", conf_dir=self.settings.conf_dir,
            networks=",".join(self.manager.adaptor.operator.networks.names) or "none",
            pods=len(self.manager.store.all()), startup_ms=round((time.monotonic() - start) * 1000), **counts)
+
+    def _gc_loop(self) -> None:
+        """Retry failed DELs of removed pods every gc_interval seconds until stop()."""
+        while not self._stopped.wait(self.settings.gc_interval):
+            try:
+                removed = self.manager.gc_stale_attachments()
+            except Exception as exc:  # noqa: BLE001 - a GC round must never end the server
+                kv(log, logging.ERROR, "periodic GC failed", error=str(exc))
+                continue
+            if removed:
+                kv(log, logging.INFO, "periodic GC removed stale attachments", count=removed)
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         if self._stopped.is_set():

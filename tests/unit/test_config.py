@@ -30,6 +30,7 @@ DEFAULTS = {
     "log_level": "info",
     "log_format": "text",
     "conf_poll_interval": 5.0,
+    "gc_interval": 300.0,
 }
 
 

@@ -995,3 +995,24 @@ def test_remove_after_a_successful_stop_runs_no_plugin(ready):
     client.rmp(sid)
     assert cni_calls(env.fake) == []
     assert env.records() == [] and env.netns_files() == []
+
+
+def test_del_failing_at_remove_is_retried_by_the_periodic_gc(env):
+    """The pod is removed even though its DEL failed; the attachment stays cached and the
+    server's periodic GC DELs it once the plugin works again, with no restart."""
+    env.write_conf("fake-a")
+    env.start(gc_interval=0.2)
+    client = env.client()
+    sid = client.runp(pod())
+    env.fake.script("fake-a", "DEL", exit=1, stdout=json.dumps({"code": 11, "msg": "del failed"}))
+    client.rmp(sid)
+    assert sid not in {p.id for p in client.pods()}
+    assert env.records() == [] and env.netns_files() == []
+    wait_for(lambda: len(cni_calls(env.fake, "DEL", "fake-a", container=sid)) >= 3, what="GC retries the DEL")
+    assert env.cache_files(sid), "a failing DEL must keep the attachment for the next GC"
+    env.fake.script("fake-a", "DEL")
+    wait_for(lambda: env.cache_files(sid) == [], what="GC removes the attachment")
+    # a live pod's attachments are never touched by GC
+    live = client.runp(pod("p2", uid="uid-2"))
+    time.sleep(0.6)
+    assert env.cache_files(live) and cni_calls(env.fake, "DEL", "fake-a", container=live) == []
