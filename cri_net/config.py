@@ -47,6 +47,16 @@ class Settings(BaseModel):
         return os.path.normpath(value)
 
 
+    @field_validator("bin_dirs")
+    @classmethod
+    def _absolute_dirs(cls, value: list[str]) -> list[str]:
+        """Plugins are found only in absolute dirs: a relative one would depend on the cwd."""
+        for i, d in enumerate(value):
+            if not os.path.isabs(d):
+                raise ValueError(f"bin_dirs[{i}] must be an absolute path, got {d!r}")
+        return [os.path.normpath(d) for d in value]
+
+
 class ConfigFileError(ValueError):
     """A config file that cannot be read or validated; names the file and the key."""
 

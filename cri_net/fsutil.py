@@ -12,20 +12,42 @@ import tempfile
 TEMP_PREFIX = ".tmp-"
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o700, sync_dir: bool = True) -> None:
+def make_dirs(path: str, mode: int = 0o700) -> None:
+    """Create `path` and every missing parent with `mode`, whatever the umask (like Go's
+    os.MkdirAll(path, 0700); os.makedirs gives only the last one `mode`)."""
+    missing = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            continue  # made meanwhile by someone else: not ours to change
+        os.chmod(directory, mode)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o700, sync_dir: bool = True,
+                 sync: bool = True) -> None:
     """Write `data` to `path` atomically with file `mode`; creates the parent dir with `dir_mode`.
 
     `sync_dir=False` skips the directory fsync that makes the rename itself durable: readers
-    still never see half a file, but a power cut may lose the newest version."""
+    still never see half a file, but a power cut may lose the newest version. `sync=False`
+    skips every fsync: atomic for readers and against a killed process, not against a power cut."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=dir_mode, exist_ok=True)
+    make_dirs(directory, dir_mode)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -33,7 +55,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o70
         except FileNotFoundError:
             pass
         raise
-    if not sync_dir:
+    if not (sync and sync_dir):
         return
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -74,8 +74,24 @@ def validate_interface_name(ifname: str) -> None:
                        f"interface name should be less than {MAX_IFNAME_LEN + 1} characters")
     if ifname in (".", ".."):
         raise CNIError(code, "interface name is . or ..")
-    if any(c in "/:" or c.isspace() for c in ifname):
+    if any(c in "/:\0" or c.isspace() for c in ifname):
         raise CNIError(code, "interface name contains / or : or whitespace characters")
+
+
+def validate_runtime_conf(network: str, rt: RuntimeConf) -> None:
+    """What every operation checks before a plugin runs: names that could escape the cache
+    dir or break the plugin's environment are refused, naming what is wrong."""
+    validate_container_id(rt.container_id)
+    validate_network_name(network)
+    validate_interface_name(rt.ifname)
+    code = ErrorCode.INVALID_ENVIRONMENT_VARIABLES
+    if "\0" in rt.netns:
+        raise CNIError(code, "netns path contains a NUL byte")
+    for key, value in rt.args:
+        if "\0" in key or "\0" in value:
+            raise CNIError(code, f"CNI_ARGS {key[:40]!r} contains a NUL byte")
+        if not key or "=" in key or ";" in key or ";" in value:
+            raise CNIError(code, f"CNI_ARGS pair {key[:40]!r} cannot be encoded as K=V;K=V")
 
 
 class _GCLocks:
@@ -161,9 +177,7 @@ class CNI:
     # ---- chains ------------------------------------------------------------------------
     def _add(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], config: bytes,
              rt: RuntimeConf) -> Result:
-        validate_container_id(rt.container_id)
-        validate_network_name(network)
-        validate_interface_name(rt.ifname)
+        validate_runtime_conf(network, rt)
         with self._locks.shared(network):
             prev: Result | None = None
             for plugin in plugins:
@@ -190,6 +204,7 @@ class CNI:
             return None
 
     def _del(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], rt: RuntimeConf) -> None:
+        validate_runtime_conf(network, rt)
         with self._locks.shared(network):
             prev = self._cached_prev(network, cni_version, rt) if version.at_least(cni_version, "0.4.0") else None
             self._del_chain(network, cni_version, plugins, rt, prev)
@@ -228,6 +243,7 @@ class CNI:
                            f'configuration version "{cni_version}" does not support the CHECK command')
         if disable_check:
             return
+        validate_runtime_conf(network, rt)
         prev = self._cached_result(network, cni_version, rt)
         for plugin in plugins:
             self._exec(plugin, "CHECK", network, self._stdin_values(plugin, network, cni_version, prev, rt), rt)

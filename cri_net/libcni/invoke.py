@@ -118,6 +118,9 @@ class Executor:
     def run(self, plugin_path: str, stdin: bytes, args: PluginArgs) -> bytes:
         """Run the plugin; its stdout on success, a CNIError (or PluginTimeoutError) otherwise."""
         env = args.environ(self.env)
+        bad = next((k for k, v in env.items() if "\0" in k or "\0" in v), None)
+        if bad is not None:
+            raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, f"{bad[:40]} contains a NUL byte")
         retrying = Retrying(
             retry=retry_if_exception(_is_busy),
             stop=stop_after_attempt(BUSY_ATTEMPTS),

@@ -30,7 +30,10 @@ def loads(data: bytes | str) -> Any:
     """Strict JSON decode (no NaN/Infinity, UTF-8 only); raises ValueError with position."""
     if isinstance(data, bytes):
         data = data.decode("utf-8")
-    return _DECODER.decode(data)
+    try:
+        return _DECODER.decode(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _skip_ws(text: str, i: int) -> int:

@@ -694,6 +694,14 @@ def parse_extra_networks(annotations: Mapping[str, str] | None, *,
 # --- CNI_ARGS --------------------------------------------------------------------------------
 
 
+#: Kubernetes names are at most 253 characters (namespaces 63, uids 36); anything longer is
+#: not a pod identity, and a huge one would only fail later, at exec.
+MAX_IDENTITY_LEN = 253
+#: CNI_ARGS is one environment variable; Linux refuses one longer than 128 KiB at exec.
+MAX_CNI_ARGS_BYTES = 64 * 1024
+_ZONE = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
+
+
 def _cni_arg_text(key: str, what: str, value: Any) -> str:
     """A CNI_ARGS key or value: a string without ';', '=' or NUL (they break `K=V;K=V`)."""
     if not isinstance(value, str):
@@ -722,6 +730,8 @@ def build_cni_args(namespace: str, name: str, sandbox_id: str, uid: str,
                            ("K8S_POD_INFRA_CONTAINER_ID", "sandbox_id", sandbox_id),
                            ("K8S_POD_UID", "metadata.uid", uid)):
         args.append((arg, _cni_arg_text(path, "", val)))
+        if len(val) > MAX_IDENTITY_LEN:
+            raise AnnotationError(path, f"is {len(val)} characters long; at most {MAX_IDENTITY_LEN}")
     extension = _annotation(annotations, CNI_EXTENSION_ANNOTATION)
     if extension is not None:
         args.append((CNI_EXTENSION_ARG, _cni_arg_text(CNI_EXTENSION_ANNOTATION, "", extension)))
@@ -743,6 +753,10 @@ def build_cni_args(namespace: str, name: str, sandbox_id: str, uid: str,
             continue
         seen.add(arg_key)
         args.append((arg_key, arg_value))
+        size = sum(len(k) + len(v) + 2 for k, v in args)
+        if size > MAX_CNI_ARGS_BYTES:
+            raise AnnotationError(key, f"makes CNI_ARGS {size} bytes long; at most {MAX_CNI_ARGS_BYTES} "
+                                       "(one environment variable)")
     return args
 
 
@@ -779,6 +793,11 @@ def dns_capability(dns_config: Any) -> dict[str, Any] | None:
             ipaddress.ip_address(server)
         except ValueError:
             raise AnnotationError(f"dns_config.servers[{i}]", f"{_show(server)} is not an IP address") from None
+        _, percent, zone = server.partition("%")
+        if percent and not _ZONE.fullmatch(zone):
+            # ipaddress accepts any zone text; a newline there would add a resolv.conf line
+            raise AnnotationError(f"dns_config.servers[{i}]", f"{_show(server)} has an invalid zone "
+                                                              "(an interface name is expected)")
     for field, items in (("searches", searches), ("options", options)):
         for i, item in enumerate(items):
             if not item or any(c.isspace() or c == "\0" for c in item):

@@ -34,16 +34,26 @@ _STATES = {"READY": pb.SANDBOX_READY, "NOTREADY": pb.SANDBOX_NOTREADY}
 _PROTOCOLS = {pb.TCP: "tcp", pb.UDP: "udp", pb.SCTP: "sctp"}
 
 
+#: gRPC drops a status whose message is too big for its headers (the client then sees
+#: RESOURCE_EXHAUSTED instead of the real error), so messages are cut well below that.
+MAX_DETAILS = 4096
+
+
+def clamp(text: str, limit: int = MAX_DETAILS) -> str:
+    return text if len(text) <= limit else text[:limit - 20] + f"... ({len(text)} chars)"
+
+
 def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
+    msg = clamp(str(exc))
     if isinstance(exc, InvalidRequestError):
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
     if isinstance(exc, SandboxNotFoundError):
-        context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        context.abort(grpc.StatusCode.NOT_FOUND, msg)
     if isinstance(exc, SandboxExistsError):
-        context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        context.abort(grpc.StatusCode.ALREADY_EXISTS, msg)
     if isinstance(exc, NetworkNotReadyError):
-        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    context.abort(grpc.StatusCode.INTERNAL, str(exc))
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, msg)
+    context.abort(grpc.StatusCode.INTERNAL, msg)
 
 
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,7 +68,7 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
             _abort_for(exc, context)
         except OSError as exc:
             kv(log, logging.ERROR, "rpc failed", rpc=method.__name__, error=str(exc))
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__}: {exc}")
+            context.abort(grpc.StatusCode.INTERNAL, clamp(f"{method.__name__}: {exc}"))
         finally:
             kv(log, logging.DEBUG, "rpc", rpc=method.__name__, ms=round((time.monotonic() - start) * 1000, 2))
 

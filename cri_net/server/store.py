@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..fsutil import atomic_write, remove_stale_temps
+from ..fsutil import atomic_write, make_dirs, remove_stale_temps
 from ..log import kv
 from ..network.models import ExtraNet, NetworkApiConf
 
@@ -61,7 +61,7 @@ class SandboxStore:
     def load(self) -> list[str]:
         """Read every record; returns the problems (unreadable files are kept aside, not lost)."""
         problems = []
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        make_dirs(self.dir, 0o700)
         if removed := remove_stale_temps(self.dir):
             kv(log, logging.WARNING, "removed temp files left by a crash", dir=self.dir, count=removed)
         for name in sorted(os.listdir(self.dir)):
@@ -78,8 +78,11 @@ class SandboxStore:
             self._records[record.id] = record
         return problems
 
-    def put(self, record: SandboxRecord) -> None:
-        atomic_write(os.path.join(self.dir, f"{record.id}.json"), record.model_dump_json().encode(), 0o600, 0o700)
+    def put(self, record: SandboxRecord, durable: bool = True) -> None:
+        """`durable=False`: atomic, survives a killed server, not a power cut (which also
+        takes every netns, so a state only about live network can skip the fsyncs)."""
+        atomic_write(os.path.join(self.dir, f"{record.id}.json"), record.model_dump_json().encode(), 0o600, 0o700,
+                     sync=durable)
         with self._lock:
             self._records[record.id] = record
 
@@ -105,7 +108,8 @@ class SandboxStore:
         with self._lock:
             matches = [i for i in self._records if i.startswith(prefix)]
         if len(matches) > 1:
-            raise LookupError(f"sandbox id prefix {prefix!r} is ambiguous ({len(matches)} matches)")
+            shown = repr(prefix) if len(prefix) <= 80 else repr(prefix[:76]) + "..."
+            raise LookupError(f"sandbox id prefix {shown} is ambiguous ({len(matches)} matches)")
         return matches[0] if matches else None
 
 
