@@ -70,6 +70,12 @@ class SandboxView:
     additional_ips: list[str]
 
 
+def _short(value: str, limit: int = 80) -> str:
+    """repr() of a client-supplied id, cut so an error never echoes a huge one back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
 def sandbox_id(namespace: str, name: str, uid: str, attempt: int) -> str:
     return hashlib.sha256(f"{namespace}\0{name}\0{uid}\0{attempt}".encode()).hexdigest()
 
@@ -167,9 +173,22 @@ class SandboxManager:
         if record.network is not None and not record.detached:
             self.adaptor.detach(record.network)
 
+    def _mark_stopping(self, record: SandboxRecord) -> None:
+        """Write ahead: a pod is NOTREADY on disk before its first DEL, so a server killed
+        mid-detach never comes back reporting a READY pod whose network is half gone (or an
+        IP that host-local already gave back). `detached` stays False, so a retry DELs again."""
+        self._views.pop(record.id, None)
+        if record.state == "READY":
+            record.state = "NOTREADY"
+            try:
+                self.store.put(record, durable=False)
+            except OSError as exc:  # a full or read-only state dir must not keep the network attached
+                kv(log, logging.WARNING, "could not record the pod as stopping; detaching anyway", pod_id=record.id,
+                   error=str(exc))
+
     def _teardown(self, record: SandboxRecord) -> None:
         """Detach, drop the netns and the record; failures are logged (GC retries DEL)."""
-        self._views.pop(record.id, None)
+        self._mark_stopping(record)
         try:
             self._detach(record)
         except (NetworkApiError, CNIError) as exc:
@@ -191,15 +210,11 @@ class SandboxManager:
             record = self.store.get(sid)
             if record is None:
                 return
-            self._views.pop(sid, None)
-            before = (record.state, record.detached)
-            try:
+            self._mark_stopping(record)
+            if not record.detached:
                 self._detach(record)
                 record.detached = True  # only once every plane is gone: a failed stop is retried
-            finally:
-                record.state = "NOTREADY"
-                if (record.state, record.detached) != before:
-                    self.store.put(record)
+                self.store.put(record)
         kv(log, logging.INFO, "pod sandbox stopped", pod=f"{record.metadata.namespace}/{record.metadata.name}",
            pod_id=sid)
 
@@ -223,7 +238,8 @@ class SandboxManager:
         if cached is not None and cached.record is record and record.state == "READY":
             return cached
         view = self._build_view(record)
-        self._views[record.id] = view
+        if record.state == "READY":  # a CREATING record turns READY in place: never keep its empty view
+            self._views[record.id] = view
         return view
 
     def _build_view(self, record: SandboxRecord) -> SandboxView:
@@ -239,7 +255,7 @@ class SandboxManager:
         sid = self.resolve(id_or_prefix)
         record = self.store.get(sid) if sid else None
         if record is None:
-            raise SandboxNotFoundError(f"pod sandbox {id_or_prefix!r} not found")
+            raise SandboxNotFoundError(f"pod sandbox {_short(id_or_prefix)} not found")
         return self.view(record)
 
     def list(self, id_prefix: str = "", state: str | None = None,
