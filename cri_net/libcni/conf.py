@@ -127,6 +127,12 @@ def _check_version(ver: str, source: str | None, key: str = "cniVersion") -> Non
 def plugin_conf_from_bytes(data: bytes | str, source: str | None = None) -> PluginConfig:
     """Parse a single plugin config; `type` is required, everything else is kept as written."""
     text, obj = _decode(data, source, "configuration")
+    return _plugin_conf(text, obj, source)
+
+
+def _plugin_conf(text: str, obj: Any, source: str | None) -> PluginConfig:
+    """A plugin config from its raw text and that text already decoded (decoded once only:
+    loading a big conf dir is mostly JSON decoding)."""
     if not isinstance(obj, dict):
         raise ConfigError("error parsing configuration: not a JSON object", source)
     try:
@@ -180,6 +186,11 @@ def conf_list_from_bytes(
     """Parse a config list; `extra_plugins` are fragments appended after the inline ones."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     text, obj = _decode(raw, source, "configuration list")
+    return _conf_list(raw, text, obj, source, extra_plugins)
+
+
+def _conf_list(raw: bytes, text: str, obj: Any, source: str | None,
+               extra_plugins: Iterable[PluginConfig]) -> NetworkConfigList:
     if not isinstance(obj, dict):
         raise ConfigError("error parsing configuration list: not a JSON object", source)
     try:
@@ -195,10 +206,10 @@ def conf_list_from_bytes(
         if not doc.plugins:
             raise ConfigError("error parsing configuration list: no plugins in list", source)
         # a duplicated "plugins" key: JSON semantics (and Go) take the last one
-        plugins_raw = [v for k, _, v in rawjson.object_members(text) if k == "plugins"][-1]
-        for i, item in enumerate(rawjson.array_items(plugins_raw)):
+        items = rawjson.member_array_items(text, "plugins") or []
+        for i, (item, item_obj) in enumerate(zip(items, obj["plugins"])):
             try:
-                plugins.append(plugin_conf_from_bytes(item))
+                plugins.append(_plugin_conf(item.strip(), item_obj, None))
             except ConfigError as exc:
                 raise ConfigError(f"failed to parse plugin config {i}: {exc.msg}", source) from None
     elif doc.loadOnlyInlinedPlugins:
@@ -243,7 +254,7 @@ def plugin_fragments(conf_dir: str, network_name: str) -> list[PluginConfig]:
 def conf_list_from_file(path: str) -> NetworkConfigList:
     """Load a `.conflist` file, with its plugin fragments unless `loadOnlyInlinedPlugins`."""
     data = _read(path)
-    _, obj = _decode(data, path, "configuration list")
+    text, obj = _decode(data, path, "configuration list")
     fragments: list[PluginConfig] = []
     if isinstance(obj, dict) and isinstance(obj.get("name"), str):
         try:
@@ -252,7 +263,7 @@ def conf_list_from_file(path: str) -> NetworkConfigList:
             inlined_only = True  # conf_list_from_bytes reports the bad value
         if not inlined_only:
             fragments = plugin_fragments(os.path.dirname(path), obj["name"])
-    return conf_list_from_bytes(data, source=path, extra_plugins=fragments)
+    return _conf_list(data, text, obj, path, fragments)
 
 
 def conf_list_from_conf(plugin: PluginConfig, source: str | None = None) -> NetworkConfigList:

@@ -64,6 +64,41 @@ def object_members(text: str) -> list[tuple[str, str, str]]:
         i = _skip_ws(text, k + 1)  # past ','
 
 
+def member_array_items(text: str, key: str) -> list[str] | None:
+    """Raw text of each element of the array under `key` (its last occurrence, as JSON
+    semantics and Go take it) in an object; None if absent. Each element is decoded once,
+    not once for the array and again for itself: that was a third of a conf dir's load."""
+    i = _skip_ws(text, 0)
+    if text[i : i + 1] != "{":
+        raise ValueError("not a JSON object")
+    i = _skip_ws(text, i + 1)
+    found: list[str] | None = None
+    if text[i : i + 1] == "}":
+        return found
+    while True:
+        name, j = scanstring(text, i + 1)
+        j = _skip_ws(text, _skip_ws(text, j) + 1)  # past ':'
+        if name == key and text[j : j + 1] == "[":
+            found, k = [], _skip_ws(text, j + 1)
+            if text[k] == "]":
+                k += 1
+            else:
+                while True:
+                    _, end = _DECODER.raw_decode(text, k)
+                    found.append(text[k:end])
+                    k = _skip_ws(text, end)
+                    if text[k] == "]":
+                        k += 1
+                        break
+                    k = _skip_ws(text, k + 1)
+        else:
+            _, k = _DECODER.raw_decode(text, j)
+        k = _skip_ws(text, k)
+        if text[k] == "}":
+            return found
+        i = _skip_ws(text, k + 1)  # past ','
+
+
 def array_items(text: str) -> list[str]:
     """Raw text of each element of a JSON array (valid JSON expected)."""
     i = _skip_ws(text, 0)

@@ -7,7 +7,7 @@ config that works with cnitool works here.
 from __future__ import annotations
 
 import re
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 CURRENT = "1.1.0"
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -27,6 +27,10 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> "Version":
         """Parse a version string the way Go libcni does; raises ValueError naming the bad part."""
+        return _parse(text) if cls is Version else cls._parse_uncached(text)
+
+    @classmethod
+    def _parse_uncached(cls, text: str) -> "Version":
         if text == "":
             return cls(0, 1, 0)
         parts = text.split(".")
@@ -80,3 +84,9 @@ def is_supported(version: str) -> bool:
 def newest(versions: list[str]) -> str:
     """The highest of `versions` (numeric comparison)."""
     return max(versions, key=Version.parse)
+
+
+@lru_cache(maxsize=256)
+def _parse(text: str) -> Version:
+    """Versions repeat in every file of a conf dir; a parsed one is never changed."""
+    return Version._parse_uncached(text)

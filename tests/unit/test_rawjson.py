@@ -297,3 +297,16 @@ def test_go_dumps_property(value: Any) -> None:
     # compact and stable: encoding what Go would read back gives the same text
     assert rawjson.go_dumps(_as_go_numbers(json.loads(text, parse_int=_go_int))) == rawjson.go_dumps(_as_go_numbers(value))
     assert "\n" not in text
+
+
+@pytest.mark.parametrize("text, want", [
+    ('{"plugins": [{"a": "]}"}, {"b": [1, {"c": "["}]} ]}', ['{"a": "]}"}', '{"b": [1, {"c": "["}]}']),
+    ('{"plugins": [1], "x": {"plugins": [2]}, "plugins": [ {"last": true} ]}', ['{"last": true}']),
+    ('{ "plugins" : [ ] }', []),
+    ('{"name": "n"}', None),
+    ('{"plugins": {"not": "an array"}}', None),
+])
+def test_member_array_items_takes_the_last_key_and_keeps_raw_text(text: str, want: list[str] | None) -> None:
+    assert rawjson.member_array_items(text, "plugins") == want
+    if want:
+        assert [json.loads(t) for t in want] == json.loads(text)["plugins"]
