@@ -12,8 +12,9 @@ own root, state, socket, CNI dirs; locally built pause image), both up at once:
   temp dir) + portmap (capability portMappings). containerd runs the plugins itself.
 * B: the runtime conflist is one `cri-net` plugin whose confDir holds the same list: bridge
   (`crinetbc1`, 10.233.1.0/24) + host-local + portmap. `--mode handoff` (the default, the
-  recommended set-up): the plugin is the `-S` launcher that `cri-net cni-plugin install`
-  writes, and a `cri-net serve` runs beside containerd, so each call is handed to it over
+  recommended set-up): the plugin is the launcher that `cri-net cni-plugin install` writes
+  (`--launcher native`: the compiled shim, the default; `--launcher python`: the `python -S`
+  script), and a `cri-net serve` runs beside containerd, so each call is handed to it over
   its CNI socket. `--mode inprocess`: no server (`daemonSocket: ""`), a `#!/bin/sh exec
   .venv/bin/cri-net-cni` launcher; every call imports cri-net and works in the plugin.
 
@@ -412,7 +413,8 @@ class Bench:
         if self.handoff:
             from cri_net.cni_launcher import install
 
-            install(str(self.launcher_dir), ".cri-net-fast", python=PYTHON)
+            install(str(self.launcher_dir), ".cri-net-fast", python=PYTHON, native=args.launcher == "native")
+            self.results["launcher"] = args.launcher
         self.set_launcher(capture=False)
 
     # ---- set-up -----------------------------------------------------------------------
@@ -1268,6 +1270,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="warm-up cycles per side (default 2; quick 1)")
     p.add_argument("--batch", type=int, default=5, help="cycles per interleaved batch (default 5)")
     p.add_argument("--quick", action="store_true", help="small numbers everywhere (smoke)")
+    p.add_argument("--launcher", choices=["native", "python"], default="native",
+                   help="handoff mode: the compiled launcher (default) or the python -S one")
     p.add_argument("--mode", choices=["handoff", "inprocess"], default="handoff",
                    help="B's plugin hands calls to a running cri-net serve (default), or works in-process")
     p.add_argument("--probe", type=int, help="extra cycles per side with timing wrappers, 0 = none (default 5; quick 2)")

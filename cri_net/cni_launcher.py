@@ -1,10 +1,12 @@
 """The `cri-net` executable a runtime finds in its CNI bin dir, and the plugin's entry point.
 
-A runtime execs its plugin for every pod start and stop, so this path is kept bare: the
-launcher starts Python without `site` (no site-packages scan, no .pth hooks), and
-`run_plugin` imports only `cri_net.cni_wire` (which needs only the C socket module) before it
-hands the call to `cri-net serve`. Only when no server takes the call does it load `site`
-and the network stack (`cni_plugin`) and do the work itself.
+A runtime execs its plugin for every pod start and stop, so this path is kept bare. Where a C
+compiler exists, `install` compiles `cni_shim.c`: a small native client that forwards the
+call to `cri-net serve` without starting Python at all, and execs the Python launcher when
+the call must run in-process. The Python launcher starts without `site` (no site-packages
+scan, no .pth hooks), and `run_plugin` imports only `cri_net.cni_wire` (which needs only the
+C socket module) before it hands the call over; only when no server takes the call does it
+load `site` and the network stack (`cni_plugin`) and do the work itself.
 """
 
 from __future__ import annotations
@@ -52,13 +54,45 @@ def launcher_text(python: str | None = None) -> str:
             "run_plugin()\n")
 
 
-def install(bin_dir: str, name: str = LAUNCHER_NAME, python: str | None = None) -> str:
-    """Write the launcher atomically (a runtime may be executing the old one); returns its path."""
+class ShimBuildError(RuntimeError):
+    """The native launcher could not be compiled (the compiler's message is included)."""
+
+
+def install(bin_dir: str, name: str = LAUNCHER_NAME, python: str | None = None, native: bool = True) -> str:
+    """Put the launcher `name` into `bin_dir`, atomically (a runtime may be executing the old
+    one); returns its path. `native`: the compiled shim in front of the Python launcher
+    (`.<name>-py`), when a C compiler is found; else the Python launcher itself."""
+    import shutil
+    import subprocess
+
     os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     path = os.path.join(bin_dir, name)
-    tmp = os.path.join(bin_dir, f".{name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(launcher_text(python))
+    compiler = shutil.which("cc") or shutil.which("gcc") if native else None
+    python_path = os.path.join(bin_dir, f".{name}-py") if compiler else path
+    _replace(python_path, launcher_text(python).encode())
+    if compiler:
+        source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cni_shim.c")
+        tmp = os.path.join(bin_dir, f".{name}.tmp-{os.getpid()}")
+        proc = subprocess.run([compiler, "-O2", "-Wall", "-o", tmp, source, f'-DFALLBACK="{python_path}"'],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            with _suppress_missing():
+                os.unlink(tmp)
+            raise ShimBuildError(f"{compiler} {source}: {proc.stderr.strip()[-2000:]}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    return path
+
+
+def _replace(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
     os.chmod(tmp, 0o755)
     os.replace(tmp, path)
-    return path
+
+
+def _suppress_missing():  # type: ignore[no-untyped-def]
+    import contextlib
+
+    return contextlib.suppress(FileNotFoundError)

@@ -190,7 +190,7 @@ def test_socket_is_0660_and_removed_on_stop(tmp_path: Path) -> None:
 
 
 def test_launcher_runs_without_site_and_works_both_ways(node: Node, endpoint: CNIEndpoint, tmp_path: Path) -> None:
-    launcher = Path(install(str(tmp_path / "bin")))
+    launcher = Path(install(str(tmp_path / "bin"), native=False))
     assert os.access(launcher, os.X_OK)
     first = launcher.read_text().splitlines()[0]
     assert first.startswith("#!") and first.endswith(" -S"), first
@@ -259,3 +259,76 @@ def test_request_round_trip_keeps_only_the_cni_environment() -> None:
     assert cni_wire.decode_reply(cni_wire.encode_reply(7, b"out\nmore")) == (7, b"out\nmore")
     with pytest.raises(ValueError):
         cni_wire.decode_reply(b"x\n")
+
+
+# ---- the native launcher (compiled cni_shim.c) ---------------------------------------------
+
+
+@pytest.fixture
+def native(tmp_path: Path) -> Path:
+    path = Path(install(str(tmp_path / "nbin")))
+    assert path.read_bytes()[:4] == b"\x7fELF", "no C compiler found: the native launcher was not built"
+    assert (tmp_path / "nbin" / ".cri-net-py").read_text().splitlines()[0].endswith(" -S")
+    return path
+
+
+def test_native_launcher_hands_over_and_falls_back(node: Node, endpoint: CNIEndpoint, native: Path,
+                                                   tmp_path: Path) -> None:
+    conf = node.conf(daemonSocket=endpoint.path)
+    add = hook(node, "ADD", conf, exe=native)
+    assert add.code == 0 and add.json["ips"][0]["address"] == "10.0.0.5/24", add
+    assert len(endpoint.adaptors._adaptors) == 1
+    assert hook(node, "CHECK", conf, exe=native).code == 0
+    assert hook(node, "DEL", conf, exe=native).code == 0 and node.cache_files() == []
+    # errors come back verbatim, exit status included
+    err = hook(node, "ADD", node.conf(rc={"portMappings": "lots"}, daemonSocket=endpoint.path), exe=native)
+    assert err.error(cni_plugin.INVALID_CONFIG)
+    # no server, handoff off, or a command the server does not take: Python does the work
+    for sock in (str(tmp_path / "nobody.sock"), ""):
+        local = hook(node, "ADD", node.conf(daemonSocket=sock), exe=native, container="sb2")
+        assert local.code == 0 and local.json == add.json, local
+        assert hook(node, "DEL", node.conf(daemonSocket=sock), exe=native, container="sb2").code == 0
+    version = hook(node, "VERSION", node.conf(), exe=native)
+    assert version.code == 0 and "1.1.0" in version.json["supportedVersions"]
+    assert node.cache_files() == []
+
+
+def test_native_launcher_never_repeats_an_unanswered_add(node: Node, native: Path, tmp_path: Path) -> None:
+    mute = _Mute(str(tmp_path / "mute.sock"))
+    try:
+        conf = node.conf("0.4.0", daemonSocket=str(tmp_path / "mute.sock"))
+        err = hook(node, "ADD", conf, exe=native).error(cni_plugin.TRY_AGAIN_LATER)
+        assert err["cniVersion"] == "0.4.0" and "no answer from cri-net serve" in err["msg"]
+        assert node.fake.calls() == []
+        env, stdin = cni_wire.decode_request(mute.requests[0])
+        assert env["CNI_COMMAND"] == "ADD" and json.loads(stdin) == conf and "PATH" not in env
+        node.add(node.conf(daemonSocket=""))
+        assert hook(node, "DEL", conf, exe=native).code == 0  # DEL runs in Python instead
+        assert node.cache_files() == []
+    finally:
+        mute.close()
+
+
+@pytest.mark.parametrize("template", [
+    b'{"cniVersion": "1.0.0", "daemonSocket": "%s", "type": "cri-net"}',
+    b'{"daemonSocket" :\n "%s"}',
+    b'{"daemonSocket": ""}',
+    b'{"daemonSocket": null}',
+    b'{"daemonSocket": "/run/\\u0078%s"}',
+    b'{"daemonSocket": "%s", "runtimeConfig": {"daemonSocket": "/b"}}',
+    b'{"annotations": {"k": "\\"daemonSocket\\": \\"%s\\""}}',
+])
+def test_native_and_python_read_daemon_socket_alike(node: Node, native: Path, tmp_path: Path,
+                                                    template: bytes) -> None:
+    """The shim and cni_wire.socket_from_conf must agree on when and where to connect."""
+    sock = str(tmp_path / "m.sock")
+    stdin = template.replace(b"%s", sock.encode()) if b"%s" in template else template
+    python_choice = cni_wire.socket_from_conf(stdin)
+    mute = _Mute(sock)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+        env.update(CNI_COMMAND="DEL", CNI_CONTAINERID="sb9", CNI_IFNAME="eth0", CNI_PATH=str(node.fake.bin))
+        subprocess.run([str(native)], input=stdin, env=env, capture_output=True, timeout=60)
+    finally:
+        mute.close()
+    assert bool(mute.requests) == (python_choice == sock), (stdin, python_choice, mute.requests)
