@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(containernetworking-plugins iptables iproute2 iputils-ping)
+# gcc + libc6-dev: `cri-net cni-plugin install` compiles the native CNI launcher
+DEB_PACKAGES=(containernetworking-plugins iptables iproute2 iputils-ping gcc libc6-dev)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
