@@ -34,7 +34,7 @@ from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.network import annotations as ann
 from cri_net.server.sandbox import sandbox_id
 from integration.conftest import CNI_PLUGIN_DIR
-from integration.hostaudit import Audit, UniqueNet, ifb_name
+from integration.hostaudit import Audit, UniqueNet, bridge_ports, ifb_name
 from integration.serve_fixture import CRIServer, nsfs_mounts_under
 
 #: Seeds of the randomised scenarios; override to explore: ``CRI_NET_FAULT_SEED=123``.
@@ -217,15 +217,6 @@ def eth0_ipv4(netns: Path) -> list[str]:
         return []
     return [m.split("/")[0] for m in re.findall(r"\binet (\S+)", proc.stdout)]
 
-
-def bridge_ports(bridge: str) -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=bridge)
-        if not idx:
-            return []
-        return sorted(m.get("ifname") for m in ipr.get_links() if m.get("master") == idx[0])
 
 
 def link_names() -> set[str]:

@@ -28,7 +28,7 @@ import pytest
 
 from cri_net.cri.client import CRIClient
 from cri_net.server.sandbox import sandbox_id
-from integration.hostaudit import Audit, IptablesLine, UniqueNet
+from integration.hostaudit import Audit, IptablesLine, UniqueNet, bridge_ports  # noqa: F401  (re-exported for the fault tests)
 from integration.serve_fixture import BANDWIDTH, PORTMAP, CRIServer, nsfs_mounts_under
 
 FAULT_PLUGIN = "crinet-t-fault"
@@ -192,15 +192,6 @@ def eth0_ipv4(netns: Path) -> list[ipaddress.IPv4Address]:
 def pod_ip(c: CRIClient, sid: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(c.inspectp(sid, verbose=False).status.network.ip)
 
-
-def bridge_ports(bridge: str) -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=bridge)
-        if not idx:
-            return []
-        return sorted(m.get("ifname") for m in ipr.get_links() if m.get("master") == idx[0])
 
 
 def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:

@@ -964,3 +964,14 @@ def netns_scope(prefix: str = "crinet-t-") -> Iterator[Callable[[], str]]:
                 errors.append(f"{path}: {proc.stderr.strip() or 'still present after ip netns delete'}")
         if errors:
             raise CleanupError("could not delete test network namespaces:\n  " + "\n  ".join(errors))
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    """Host links enslaved to ``bridge`` (the host ends of the pods' veths), sorted."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=bridge)
+        if not idx:
+            return []
+        return sorted(m.get("ifname") for m in ipr.get_links() if m.get("master") == idx[0])

@@ -35,7 +35,7 @@ from cri_net.cni_launcher import install as install_launcher
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from integration.containerd.harness import ContainerdEnv, HarnessError, containerd_env
-from integration.hostaudit import Audit, UniqueNet
+from integration.hostaudit import Audit, UniqueNet, bridge_ports
 from integration.serve_fixture import CRIServer, cri_server_factory  # noqa: F401
 
 CNI_DIR = "/usr/lib/cni"
@@ -102,13 +102,6 @@ def ipv4_of(netns: str, ifname: str) -> list[ipaddress.IPv4Interface]:
     assert proc.returncode == 0, f"no {ifname} in {netns}: {proc.stderr.strip()}"
     return [ipaddress.IPv4Interface(m) for m in re.findall(r"\binet (\S+)", proc.stdout)]
 
-
-def bridge_ports(bridge: str) -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=bridge)
-        return sorted(m.get("ifname") for m in ipr.get_links() if idx and m.get("master") == idx[0])
 
 
 def lease_files(ipam_dir: Path) -> list[str]:

@@ -32,7 +32,7 @@ from cri_net.network import AttachError, NetworkApiConf, NetworkApiResult, Netwo
 from cri_net.network import annotations as ann
 from integration import hostaudit
 from integration.conftest import CNI_PLUGIN_DIR
-from integration.hostaudit import Audit, UniqueNet
+from integration.hostaudit import Audit, UniqueNet, bridge_ports
 from integration.tcpprobe import tcp_listener, tcp_ping_from
 
 CRI_NET = Path(sys.executable).with_name("cri-net")
@@ -126,16 +126,6 @@ def ns_links(netns: str) -> dict[str, dict[str, Any]]:
             out[name]["ipv4"].append(ipaddress.IPv4Interface(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"))
         return out
 
-
-def bridge_ports(bridge: str) -> list[str]:
-    """Host links enslaved to ``bridge`` (the host ends of the pods' veths)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=bridge)
-        if not idx:
-            return []
-        return sorted(m.get("ifname") for m in ipr.get_links() if m.get("master") == idx[0])
 
 
 def host_link_exists(name: str) -> bool:

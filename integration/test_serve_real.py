@@ -31,7 +31,7 @@ from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.network import annotations as ann
 from cri_net.server.sandbox import sandbox_id
-from integration.hostaudit import Audit, UniqueNet
+from integration.hostaudit import Audit, UniqueNet, bridge_ports
 from integration.serve_fixture import (  # noqa: F401 - fixtures
     CRIServer,
     cri_server,
@@ -79,15 +79,6 @@ def eth0_ipv4(netns: Path) -> list[ipaddress.IPv4Interface]:
     assert proc.returncode == 0, f"ip addr in {netns}: {proc.stderr}"
     return [ipaddress.IPv4Interface(m) for m in re.findall(r"\binet (\S+)", proc.stdout)]
 
-
-def bridge_ports(bridge: str) -> list[str]:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=bridge)
-        if not idx:
-            return []
-        return sorted(m.get("ifname") for m in ipr.get_links() if m.get("master") == idx[0])
 
 
 def is_nsfs_mount(path: Path) -> bool:
