@@ -12,6 +12,7 @@ from cri_net.network import annotations
 from cri_net.network.errors import AttachError, InvalidRequestError
 from cri_net.network.models import NetworkApiConf
 from cri_net.operator import CNIOperator, PlaneRef
+from cri_net.operator.operator import ROLLBACK_NOTE
 
 Failure = tuple[str, str, Exception]
 
@@ -44,7 +45,9 @@ def attach_all(operator: CNIOperator, container_id: str, netns: str,
             attached.append(plane)
     except Exception as exc:  # whatever went wrong, nothing may stay half-attached
         failures = detach_all(operator, list(reversed(attached)))
-        raise AttachError(current.network, current.ifname, exc, [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
+        own = [n.removeprefix(ROLLBACK_NOTE) for n in getattr(exc, "__notes__", []) if n.startswith(ROLLBACK_NOTE)]
+        raise AttachError(current.network, current.ifname, exc,
+                          own + [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
 
 
 def detach_all(operator: CNIOperator, planes: list[PlaneRef]) -> list[Failure]:

@@ -46,6 +46,10 @@ class PlaneRef:
         return RuntimeConf(self.container_id, self.netns, self.ifname, self.args, self.capability_args)
 
 
+#: Prefix of the note a failed ADD carries when its own rollback DEL failed too.
+ROLLBACK_NOTE = "rollback DEL failed: "
+
+
 class CNIOperator:
     """Networks of one conf dir, and plane operations on them."""
 
@@ -139,6 +143,7 @@ class CNIOperator:
             except CNIError as del_exc:
                 kv(log, logging.ERROR, "rollback DEL failed", network=net.name, container=plane.container_id,
                    ifname=plane.ifname, error=str(del_exc))
+                exc.add_note(f"{ROLLBACK_NOTE}{net.name} on {plane.ifname}: {del_exc}")
             raise
         kv(log, logging.INFO, "attached plane", network=net.name, container=plane.container_id, ifname=plane.ifname)
         return result

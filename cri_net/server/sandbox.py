@@ -26,7 +26,7 @@ from ..fsutil import atomic_write, remove_stale_temps
 from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
-from ..network.errors import InvalidRequestError, NetworkApiError
+from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
 from ..network.results import plane_result, split_ips
 from ..nsfs import live_netns
 from ..operator import PlaneRef
@@ -164,6 +164,8 @@ class SandboxManager:
                 self.store.put(record)
             except BaseException as exc:
                 kv(log, logging.WARNING, "RunPodSandbox failed; rolling back", pod=pod, pod_id=sid, error=str(exc))
+                if isinstance(exc, AttachError) and not exc.rollback_failures:
+                    record.detached = True  # the adaptor already DEL'd every plane: no second round
                 self._teardown(record)
                 raise
         kv(log, logging.INFO, "pod sandbox ready", pod=pod, pod_id=sid, netns=netns_path)

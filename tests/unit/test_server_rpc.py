@@ -551,8 +551,8 @@ def test_plugin_failure_on_add_rolls_everything_back(env):
     assert "net1" in err.details() and "fake-b" in err.details()
     assert "no more addresses" in err.details()
     sid = sid_of()
-    dels = {c["name"] for c in cni_calls(env.fake, "DEL", container=sid)}
-    assert dels == {"fake-a", "fake-b", "loopback"}
+    dels = sorted(c["name"] for c in cni_calls(env.fake, "DEL", container=sid))
+    assert dels == ["fake-a", "fake-b", "loopback"], "each plugin DEL'd once: the rollback was complete"
     assert env.records() == [] and env.netns_files() == [] and env.cache_files() == []
     assert client.pods() == []
     # the same pod can be retried once the plugin recovers
@@ -1016,3 +1016,17 @@ def test_del_failing_at_remove_is_retried_by_the_periodic_gc(env):
     live = client.runp(pod("p2", uid="uid-2"))
     time.sleep(0.6)
     assert env.cache_files(live) and cni_calls(env.fake, "DEL", "fake-a", container=live) == []
+
+
+def test_a_failed_rollback_is_reported_and_the_teardown_dels_again(env):
+    """When the failing plane's own rollback DEL fails too, the error says so and the
+    sandbox teardown runs the DELs a second time instead of trusting the rollback."""
+    env.write_conf("fake-a", "fake-b")
+    env.fake.script("fake-b", "ADD", exit=1, stdout=json.dumps({"code": 11, "msg": "no more addresses"}))
+    env.fake.script("fake-a", "DEL", exit=1, stdout=json.dumps({"code": 11, "msg": "del broke"}))
+    env.start()
+    err = rpc_error(env.client().runp, pod())
+    assert "rollback also failed" in err.details() and "del broke" in err.details()
+    names = [c["name"] for c in cni_calls(env.fake, "DEL", container=sid_of())]
+    assert names.count("fake-a") == 2, names
+    assert env.records() == [] and env.netns_files() == [] and env.cache_files() == []
