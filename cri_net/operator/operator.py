@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from .. import libcni
 from ..libcni import CNI, CNIError, NetworkConfigList, PluginInfo, Result, RuntimeConf
+from ..libcni.errors import PluginError, PluginNotFoundError
 from ..log import kv
 from ..nsfs import live_netns
 from .loader import FileFilter, NetworkSet, load_networks
@@ -143,7 +144,9 @@ class CNIOperator:
             except CNIError as del_exc:
                 kv(log, logging.ERROR, "rollback DEL failed", network=net.name, container=plane.container_id,
                    ifname=plane.ifname, error=str(del_exc))
-                exc.add_note(f"{ROLLBACK_NOTE}{net.name} on {plane.ifname}: {del_exc}")
+                if not (isinstance(del_exc, PluginError) and isinstance(del_exc.cause, PluginNotFoundError)):
+                    # a plugin that cannot be found never ran, so it left nothing to undo
+                    exc.add_note(f"{ROLLBACK_NOTE}{net.name} on {plane.ifname}: {del_exc}")
             raise
         kv(log, logging.INFO, "attached plane", network=net.name, container=plane.container_id, ifname=plane.ifname)
         return result
