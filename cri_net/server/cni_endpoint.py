@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from .. import cni_plugin, cni_wire
+from ..keyed_locks import KeyedLocks
 from ..log import kv
 from ..operator.watcher import dir_signature
 
@@ -55,29 +56,6 @@ class AdaptorPool:
                 entry = (entry[0], signature)
             self._adaptors[key] = entry
             return entry[0]
-
-
-class _KeyedLocks:
-    """A lock per key that exists only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    def acquire(self, key: str) -> None:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        lock.acquire()
-
-    def release(self, key: str) -> None:
-        with self._guard:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-        lock.release()
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -117,7 +95,7 @@ class CNIEndpoint:
     def __init__(self, path: str) -> None:
         self.path = path
         self.adaptors = AdaptorPool()
-        self._containers = _KeyedLocks()
+        self._containers = KeyedLocks()
         self._server: _UnixServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -152,11 +130,8 @@ class CNIEndpoint:
     def run(self, environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
         container = environ.get("CNI_CONTAINERID", "")
         start = time.monotonic()
-        self._containers.acquire(container)
-        try:
+        with self._containers.hold(container):
             rc, out = cni_plugin.run(environ, stdin, self.adaptors.get)
-        finally:
-            self._containers.release(container)
         try:
             args = cni_plugin.parse_cni_args(environ.get("CNI_ARGS", ""))
         except cni_plugin.PluginFailure:

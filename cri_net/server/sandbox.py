@@ -14,15 +14,14 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
-from contextlib import contextmanager
-from typing import Any, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 from ..config import Settings
 from ..fsutil import atomic_write, remove_stale_temps
+from ..keyed_locks import KeyedLocks
 from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
@@ -88,18 +87,13 @@ class SandboxManager:
         self.store = SandboxStore(settings.state_dir)
         self._runtime_file = os.path.join(settings.state_dir, "runtime.json")
         self.pod_cidr: str | None = self._load_pod_cidr()
-        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks = KeyedLocks()
         self._views: dict[str, SandboxView] = {}
-        self._locks_guard = threading.Lock()
 
     # ---- helpers -----------------------------------------------------------------------
-    @contextmanager
-    def _pod_lock(self, sid: str) -> Iterator[None]:
+    def _pod_lock(self, sid: str) -> AbstractContextManager[None]:
         """Requests for one pod are serialised; different pods run in parallel."""
-        with self._locks_guard:
-            lock = self._locks[sid]
-        with lock:
-            yield
+        return self._locks.hold(sid)
 
     def resolve(self, id_or_prefix: str) -> str | None:
         if not id_or_prefix:
