@@ -19,22 +19,26 @@ from . import cni_wire
 LAUNCHER_NAME = "cri-net"
 
 
+def answer(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
+    """One CNI call: handed to `cri-net serve` when one takes it, else worked out here;
+    (exit status, what to print)."""
+    handed = cni_wire.try_handoff(environ, stdin)
+    if handed is not None:
+        return handed
+    if sys.flags.no_site and environ.get("CNI_COMMAND") in cni_wire.HANDOFF_COMMANDS:
+        import site  # started with -S (the launcher); the network stack needs site-packages
+
+        site.main()
+    from .cni_plugin import run
+
+    rc, text = run(environ, stdin)
+    return rc, text.encode()
+
+
 def run_plugin() -> None:
     """`cri-net-cni` and the launcher: answer one CNI call, then exit without tearing down
     the interpreter (nothing to clean up; saves ~40 ms after the network stack was loaded)."""
-    stdin = sys.stdin.buffer.read()
-    handed = cni_wire.try_handoff(os.environ, stdin)
-    if handed is not None:
-        rc, out = handed
-    else:
-        if sys.flags.no_site and os.environ.get("CNI_COMMAND") in cni_wire.HANDOFF_COMMANDS:
-            import site
-
-            site.main()
-        from .cni_plugin import run
-
-        rc, text = run(dict(os.environ), stdin)
-        out = text.encode()
+    rc, out = answer(dict(os.environ), sys.stdin.buffer.read())
     view = memoryview(out)
     while view:
         view = view[os.write(1, view):]
@@ -76,7 +80,7 @@ def install(bin_dir: str, name: str = LAUNCHER_NAME, python: str | None = None, 
         proc = subprocess.run([compiler, "-O2", "-Wall", "-o", tmp, source, f'-DFALLBACK="{python_path}"'],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            with _suppress_missing():
+            if os.path.exists(tmp):
                 os.unlink(tmp)
             raise ShimBuildError(f"{compiler} {source}: {proc.stderr.strip()[-2000:]}")
         os.chmod(tmp, 0o755)
@@ -91,8 +95,3 @@ def _replace(path: str, data: bytes) -> None:
     os.chmod(tmp, 0o755)
     os.replace(tmp, path)
 
-
-def _suppress_missing():  # type: ignore[no-untyped-def]
-    import contextlib
-
-    return contextlib.suppress(FileNotFoundError)

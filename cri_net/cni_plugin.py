@@ -28,8 +28,6 @@ import json
 import os
 import sys
 
-from . import cni_wire
-
 TYPE_CHECKING = False  # `typing` costs ~5 ms of every plugin start; annotations are strings here
 if TYPE_CHECKING:
     from typing import Any, Callable
@@ -286,6 +284,7 @@ def gc(inv: Invocation, adaptor: Any) -> None:
     """Detach planes of sandboxes the runtime no longer knows (`cni.dev/valid-attachments`).
 
     Only attachments of cri-net's own networks are considered: the cache dir may be shared."""
+    from .nsfs import live_netns
     from .operator import PlaneRef
 
     valid = inv.conf.get("cni.dev/valid-attachments", inv.conf.get("cni.dev/attachments"))
@@ -299,8 +298,6 @@ def gc(inv: Invocation, adaptor: Any) -> None:
     failures = []
     for att in adaptor.operator.cni.cached_attachments():
         if att.network in ours and att.container_id not in keep:
-            from .nsfs import live_netns
-
             netns = live_netns(att.netns)
             try:
                 adaptor.operator.detach_network_plane(PlaneRef(att.network, att.container_id, netns, att.ifname))
@@ -332,22 +329,12 @@ def error_json(exc: BaseException, version: str = "1.0.0") -> str:
 
 
 def main() -> int:
-    """Hand the call to `cri-net serve` when one listens, else do the work here; prints the
-    answer on stdout and returns the exit status."""
-    stdin = sys.stdin.buffer.read()
-    environ = dict(os.environ)
-    handed = cni_wire.try_handoff(environ, stdin)
-    if handed is not None:
-        rc, out = handed
-        sys.stdout.write(out.decode("utf-8", "replace"))
-        return rc
-    if sys.flags.no_site and environ.get("CNI_COMMAND") in cni_wire.HANDOFF_COMMANDS:
-        # started with -S (the launcher); the network module needs site-packages
-        import site
+    """The plugin as a function (tests call it in-process): reads stdin, prints the answer,
+    returns the exit status. The executable is `cni_launcher.run_plugin`."""
+    from .cni_launcher import answer
 
-        site.main()
-    rc, text = run(environ, stdin)
-    sys.stdout.write(text)
+    rc, out = answer(dict(os.environ), sys.stdin.buffer.read())
+    sys.stdout.write(out.decode("utf-8", "replace"))
     return rc
 
 
