@@ -34,17 +34,28 @@ from .planes import attach_all, cached_planes, detach_all, ifname_key, merge_dir
 log = logging.getLogger("cri_net.adaptors.cri")
 
 POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
+#: owner tags of the attachments this adaptor makes: cri-net serve's pods, and pods a runtime
+#: hands to cri-net through its CNI hook
+OWNER_POD = "cri-net/pod"
+OWNER_HOOK = "cri-net/cni"
 
 
 class CRIAdaptor:
     kind = "cri"
 
-    def __init__(self, settings: Settings, watch: bool = False, loopback: bool = True) -> None:
-        """`loopback=False` when the runtime attaches loopback itself (cri-net-cni under containerd)."""
+    def __init__(self, settings: Settings, watch: bool = False, loopback: bool = True,
+                 hook: tuple[str, str] | None = None) -> None:
+        """`hook`: (plugin type, network name) the runtime calls cri-net by, when cri-net is a
+        CNI plugin behind a runtime (cri-net-cni under containerd); the runtime then attaches
+        loopback itself. Hook attachments and cri-net serve's own pods are told apart in the
+        shared cache by their owner tag."""
         self.settings = settings
-        self.loopback = loopback
+        self.loopback = loopback and hook is None
+        hook_type, hook_network = hook or ("", "")
         self.operator = CNIOperator(settings.conf_dir, settings.bin_dirs, settings.cache_dir,
-                                    settings.plugin_timeout, file_filter=lambda n: not n.startswith(NATIVE_FILE_PREFIX))
+                                    settings.plugin_timeout, file_filter=lambda n: not n.startswith(NATIVE_FILE_PREFIX),
+                                    owner=OWNER_HOOK if hook is not None else OWNER_POD,
+                                    hook_types=(hook_type,) if hook_type else (), hook_network=hook_network)
         if watch:
             self.operator.watch(settings.conf_poll_interval)
 

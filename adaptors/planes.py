@@ -28,11 +28,27 @@ def validate_target(conf: NetworkApiConf, need_netns: bool = True) -> None:
         raise InvalidRequestError("netns_path", "missing network namespace path")
 
 
+def refuse_attached(operator: CNIOperator, container_id: str, planes: list[tuple[NetworkConfigList, PlaneRef]]) -> bool:
+    """Raise InvalidRequestError when an interface the request wants is already attached for
+    this container (a second ADD would fail, and its rollback DEL would tear down the live
+    attachment); returns whether loopback is attached already. Nothing has been touched yet."""
+    cached = operator.own_attachments(container_id)
+    taken = {a.ifname: a.network for a in cached}
+    for _, plane in planes:
+        if plane.ifname in taken:
+            raise InvalidRequestError(
+                "interface", f"{plane.ifname} of container {container_id} is already attached to network "
+                             f"{taken[plane.ifname]!r}; detach it first")
+    return taken.get("lo") == operator.loopback.name
+
+
 def attach_all(operator: CNIOperator, container_id: str, netns: str,
                planes: list[tuple[NetworkConfigList, PlaneRef]], loopback: bool = True) -> None:
-    """Loopback (unless the runtime does it), then each plane; on failure roll back and
-    raise one AttachError."""
+    """Loopback (unless the runtime does it, or it is attached already), then each plane; on
+    failure roll back what this call attached and raise one AttachError."""
     lo = PlaneRef(operator.loopback.name, container_id, netns, "lo")
+    if refuse_attached(operator, container_id, planes):
+        loopback = False  # an earlier request's: neither attached again nor rolled back here
     attached: list[PlaneRef] = []
     current = lo
     try:
@@ -64,7 +80,7 @@ def detach_all(operator: CNIOperator, planes: list[PlaneRef]) -> list[Failure]:
 def cached_planes(operator: CNIOperator, container_id: str, netns: str) -> list[PlaneRef]:
     """The container's attachments known to the cache, loopback excluded."""
     return [PlaneRef(a.network, container_id, netns, a.ifname)
-            for a in operator.cni.cached_attachments(container_id)
+            for a in operator.own_attachments(container_id)
             if not (a.network == operator.loopback.name and a.ifname == "lo")]
 
 

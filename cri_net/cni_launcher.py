@@ -17,11 +17,17 @@ import sys
 from . import cni_wire
 
 LAUNCHER_NAME = "cri-net"
+#: The answer when cri-net itself ran the launcher as a plugin of one of its own networks:
+#: handing the call back to cri-net would wait on the caller's own lock (a hung DEL).
+NESTED_ERROR = (b'{"cniVersion":"1.0.0","code":7,"msg":"cri-net-cni was run as a plugin of a cri-net network: '
+                b'a network in cri-net\'s conf dir names the cri-net hook; refusing to call cri-net again"}\n')
 
 
 def answer(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
     """One CNI call: handed to `cri-net serve` when one takes it, else worked out here;
     (exit status, what to print)."""
+    if environ.get(cni_wire.CALLER_ENV) and environ.get("CNI_COMMAND") != "VERSION":
+        return 1, NESTED_ERROR
     handed = cni_wire.try_handoff(environ, stdin)
     if handed is not None:
         return handed

@@ -137,6 +137,11 @@ class Invocation:
         self.ifname = environ.get("CNI_IFNAME", "") or "eth0"
         self.args = parse_cni_args(environ.get("CNI_ARGS", ""))
 
+    @property
+    def hook(self) -> tuple[str, str]:
+        """How the runtime names this plugin: (type, network name)."""
+        return str(self.conf.get("type") or ""), str(self.conf.get("name") or "")
+
     def settings(self) -> Any:
         from .config import build
 
@@ -227,7 +232,7 @@ def fresh_adaptor(inv: Invocation) -> Any:
     """A one-shot adaptor: the plugin process lives for one call."""
     from adaptors.cri import CRIAdaptor
 
-    return CRIAdaptor(inv.settings(), watch=False, loopback=False)
+    return CRIAdaptor(inv.settings(), watch=False, hook=inv.hook)
 
 
 def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[str, Any] | None:
@@ -283,7 +288,7 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
 def gc(inv: Invocation, adaptor: Any) -> None:
     """Detach planes of sandboxes the runtime no longer knows (`cni.dev/valid-attachments`).
 
-    Only attachments of cri-net's own networks are considered: the cache dir may be shared."""
+    Only attachments the hook made are considered: the cache dir is shared with the runtime."""
     from .nsfs import live_netns
     from .operator import PlaneRef
 
@@ -294,10 +299,9 @@ def gc(inv: Invocation, adaptor: Any) -> None:
         raise PluginFailure(INVALID_CONFIG, "cni.dev/valid-attachments entries must be objects with a containerID",
                             "key: cni.dev/valid-attachments")
     keep = {a["containerID"] for a in valid}
-    ours = set(adaptor.operator.networks.names)
     failures = []
-    for att in adaptor.operator.cni.cached_attachments():
-        if att.network in ours and att.container_id not in keep:
+    for att in adaptor.operator.own_attachments():  # the runtime's own entries are never ours
+        if att.container_id not in keep:
             netns = live_netns(att.netns)
             try:
                 adaptor.operator.detach_network_plane(PlaneRef(att.network, att.container_id, netns, att.ifname))

@@ -27,6 +27,9 @@ CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 300.0
 HANDOFF_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
 SOCKET_KEY = b'"daemonSocket"'
+#: Set in the environment of every plugin cri-net runs: a launcher that finds it was reached
+#: through one of cri-net's own networks and refuses, rather than call cri-net again.
+CALLER_ENV = "CRI_NET_CALLER"
 
 
 class DaemonUnavailable(Exception):

@@ -33,6 +33,8 @@ from . import bridge
 log = logging.getLogger("cri_net.adaptors.native")
 
 FALLBACK_VERSION = "1.0.0"
+#: owner tag of the attachments `cri-net network connect` makes (the cache dir is shared)
+OWNER = "cri-net/native"
 
 
 class NativeAdaptor:
@@ -42,7 +44,8 @@ class NativeAdaptor:
         self.settings = settings
         self.operator = CNIOperator(settings.conf_dir, settings.bin_dirs, settings.cache_dir,
                                     settings.plugin_timeout, file_filter=lambda n: n.startswith(NATIVE_FILE_PREFIX),
-                                    keep_last_good=False)  # networks come and go by create/rm
+                                    keep_last_good=False,  # networks come and go by create/rm
+                                    owner=OWNER)
         self._config_lock = threading.Lock()
         if watch:
             self.operator.watch(settings.conf_poll_interval)
@@ -117,7 +120,7 @@ class NativeAdaptor:
         return self.operator.networks.get(name) is not None
 
     def attached_containers(self, name: str) -> list[str]:
-        return sorted({a.container_id for a in self.operator.cni.cached_attachments() if a.network == name})
+        return sorted({a.container_id for a in self.operator.own_attachments() if a.network == name})
 
     def conf_rm(self, name: str) -> str:
         with self._config_lock:

@@ -133,8 +133,11 @@ class CNI:
     """Runs CNI plugins found in `bin_dirs`, caching results under `cache_dir`."""
 
     def __init__(self, bin_dirs: Sequence[str], cache_dir: str = DEFAULT_CACHE_DIR,
-                 timeout: float | None = None, executor: Executor | None = None) -> None:
+                 timeout: float | None = None, executor: Executor | None = None, owner: str = "") -> None:
+        """`owner`: a tag written into every cache record this instance makes, so a runtime
+        sharing `cache_dir` with others can list only its own attachments (`attachments(owner=)`)."""
         self.bin_dirs = tuple(bin_dirs)
+        self.owner = owner
         self.cache = ResultCache(cache_dir)
         self.executor = executor or Executor(timeout=timeout)
         self._locks = _GCLocks()
@@ -190,7 +193,7 @@ class CNI:
             self.cache.write(CacheRecord(
                 container_id=rt.container_id, config=config, ifname=rt.ifname, network_name=network,
                 netns=rt.netns, cni_args=list(rt.args), capability_args=dict(rt.capability_args),
-                result=rawjson.loads(rawjson.dumps(prev.to_dict())),
+                result=rawjson.loads(rawjson.dumps(prev.to_dict())), owner=self.owner,
             ))
             return prev
 
@@ -378,8 +381,10 @@ class CNI:
         return record.config, RuntimeConf(record.container_id, record.netns, record.ifname,
                                           tuple(record.cni_args), record.capability_args)
 
-    def cached_attachments(self, container_id: str | None = None) -> list[NetworkAttachment]:
-        return self.cache.attachments(container_id)
+    def cached_attachments(self, container_id: str | None = None, owner: str | None = None) -> list[NetworkAttachment]:
+        """Cached attachments, optionally one container's and only those tagged `owner`."""
+        found = self.cache.attachments(container_id)
+        return found if owner is None else [a for a in found if a.owner == owner]
 
 
 def _decode_result(stdout: bytes, conf_version: str) -> Result:

@@ -20,6 +20,10 @@ from .errors import CacheError, CNIError, ErrorCode
 
 CACHE_KIND = "cniCacheV1"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
+#: The key of the optional owner tag, written after Go's fields. Go's decoder ignores unknown
+#: keys, so Go tools still read the file; a runtime sharing the cache dir can tell which
+#: attachments it made (Go's cache has no such notion).
+OWNER_KEY = "cri-net.io/owner"
 
 
 class CacheRecord(BaseModel):
@@ -36,6 +40,8 @@ class CacheRecord(BaseModel):
     cni_args: list[tuple[str, str]] = Field(default_factory=list, alias="cniArgs")
     capability_args: dict[str, Any] = Field(default_factory=dict, alias="capabilityArgs")
     result: dict[str, Any] = Field(default_factory=dict)
+    #: who made the attachment ("" for Go tools and plain libcni users)
+    owner: str = Field("", alias=OWNER_KEY)
 
     @field_validator("config", mode="before")
     @classmethod
@@ -52,6 +58,11 @@ class CacheRecord(BaseModel):
         if value is None:
             return [] if info.field_name == "cni_args" else {}
         return value
+
+    @field_validator("owner", mode="before")
+    @classmethod
+    def _owner_text(cls, value: Any) -> str:
+        return value if isinstance(value, str) else ""  # a foreign value is no claim of ours
 
     def to_json(self) -> str:
         """Exactly what Go's json.Marshal(&cachedInfo) writes (field order, omitempty)."""
@@ -71,6 +82,8 @@ class CacheRecord(BaseModel):
             parts.append(f'"capabilityArgs":{rawjson.go_dumps(self.capability_args)}')
         if self.result:
             parts.append(f'"result":{rawjson.go_dumps(self.result)}')
+        if self.owner:
+            parts.append(f'{rawjson.go_dumps(OWNER_KEY)}:{rawjson.go_dumps(self.owner)}')
         return "{" + ",".join(parts) + "}"
 
 
@@ -85,6 +98,8 @@ class NetworkAttachment:
     netns: str = ""
     cni_args: tuple[tuple[str, str], ...] = ()
     capability_args: dict[str, Any] = field(default_factory=dict)
+    #: the record's owner tag ("" when the writer set none: Go tools, `cri-net cni`)
+    owner: str = ""
 
 
 def _component(value: str, what: str) -> str:
@@ -187,7 +202,7 @@ class ResultCache:
             out.append(NetworkAttachment(
                 container_id=record.container_id, network=record.network_name, ifname=record.ifname,
                 config=record.config, netns=record.netns, cni_args=tuple(record.cni_args),
-                capability_args=record.capability_args,
+                capability_args=record.capability_args, owner=record.owner,
             ))
         return out
 

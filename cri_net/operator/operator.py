@@ -14,16 +14,19 @@ import dataclasses
 import logging
 import os
 import threading
+from collections import ChainMap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .. import libcni
-from ..libcni import CNI, CNIError, NetworkConfigList, PluginInfo, Result, RuntimeConf
+from ..cni_wire import CALLER_ENV
+from ..libcni import CNI, CNIError, Executor, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
 from ..libcni.errors import PluginError, PluginNotFoundError
 from ..log import kv
 from ..nsfs import live_netns
 from .loader import FileFilter, NetworkSet, load_networks
 from .masq_sweep import sweep_masquerade
+from .selfguard import self_reference
 from .watcher import ConfDirWatcher
 
 log = logging.getLogger("cri_net.operator")
@@ -56,11 +59,21 @@ class CNIOperator:
 
     def __init__(self, conf_dir: str, bin_dirs: Sequence[str], cache_dir: str = libcni.DEFAULT_CACHE_DIR,
                  timeout: float | None = None, file_filter: FileFilter | None = None,
-                 keep_last_good: bool = True) -> None:
+                 keep_last_good: bool = True, owner: str = "", hook_types: Sequence[str] = (),
+                 hook_network: str = "") -> None:
+        """`owner` tags every attachment this operator makes, and `own_attachments` lists only
+        those: the cache dir is shared with the runtime and other tools by default.
+        `hook_types`/`hook_network`: how the runtime names the cri-net hook that calls us;
+        networks naming it (or any cri-net launcher) are refused at load."""
         self.conf_dir = conf_dir
         self.keep_last_good = keep_last_good
         self.file_filter = file_filter
-        self.cni = CNI(bin_dirs, cache_dir=cache_dir, timeout=timeout)
+        self.owner = owner
+        self.hook_types = tuple(hook_types)
+        self.hook_network = hook_network
+        # plugins run with CALLER_ENV set, so a launcher reached anyway refuses instead of nesting
+        executor = Executor(timeout=timeout, env=ChainMap({CALLER_ENV: "1"}, os.environ))
+        self.cni = CNI(bin_dirs, cache_dir=cache_dir, executor=executor, owner=owner)
         self.loopback = libcni.conf_list_from_bytes(LOOPBACK_CONFLIST, source="<built-in loopback>")
         self._networks = NetworkSet(conf_dir)
         self._last_error = ""
@@ -83,7 +96,7 @@ class CNIOperator:
         the last good set (a node must not lose its pod network to a botched edit)."""
         with self._reload_lock:
             try:
-                fresh = load_networks(self.conf_dir, self.file_filter)
+                fresh = self._refuse_self_references(load_networks(self.conf_dir, self.file_filter))
             except CNIError as exc:
                 self._last_error = str(exc)
                 kv(log, logging.WARNING, "conf dir reload failed; keeping previous networks",
@@ -104,6 +117,23 @@ class CNIOperator:
             kv(log, logging.INFO, "loaded networks", conf_dir=self.conf_dir, networks=",".join(fresh.names),
                skipped=len(fresh.skipped))
             return fresh
+
+    def _refuse_self_references(self, found: NetworkSet) -> NetworkSet:
+        kept, skipped = [], list(found.skipped)
+        for net in found.networks:
+            why = self_reference(net, self.cni.bin_dirs, self.hook_types, self.hook_network)
+            if why is None:
+                kept.append(net)
+            else:
+                skipped.append(SkippedFile(net.source, why))
+        if len(kept) == len(found.networks):
+            return found
+        return dataclasses.replace(found, networks=tuple(kept), skipped=tuple(skipped))
+
+    def own_attachments(self, container_id: str | None = None) -> list[NetworkAttachment]:
+        """Cached attachments this operator's owner made (all of them when it has no owner):
+        the only ones cri-net may DEL, check or report, since the cache dir is shared."""
+        return self.cni.cached_attachments(container_id, owner=self.owner or None)
 
     def watch(self, poll_interval: float = 5.0) -> None:
         """Reload on changes in the conf dir (inotify, else polling) until `close()`."""

@@ -29,6 +29,8 @@ from ..operator.watcher import dir_signature
 log = logging.getLogger("cri_net.server.cni")
 
 MAX_ADAPTORS = 16
+#: How long a call waits for an earlier call of the same container (kubelet's CRI deadline is 2 min).
+LOCK_WAIT = 90.0
 
 
 class AdaptorPool:
@@ -43,14 +45,14 @@ class AdaptorPool:
         from adaptors.cri import CRIAdaptor
 
         settings = inv.settings()
-        key = settings.model_dump_json()
+        key = f"{inv.hook}{settings.model_dump_json()}"
         signature = dir_signature(settings.conf_dir)
         with self._lock:
             entry = self._adaptors.pop(key, None)
             if entry is None:
                 if len(self._adaptors) >= self.limit:  # drop the least recently used
                     self._adaptors.pop(next(iter(self._adaptors)))
-                entry = (CRIAdaptor(settings, watch=False, loopback=False), signature)
+                entry = (CRIAdaptor(settings, watch=False, hook=inv.hook), signature)
             elif entry[1] != signature:
                 entry[0].update()
                 entry = (entry[0], signature)
@@ -130,8 +132,13 @@ class CNIEndpoint:
     def run(self, environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
         container = environ.get("CNI_CONTAINERID", "")
         start = time.monotonic()
-        with self._containers.hold(container):
-            rc, out = cni_plugin.run(environ, stdin, self.adaptors.get)
+        try:
+            with self._containers.hold(container, timeout=LOCK_WAIT):
+                rc, out = cni_plugin.run(environ, stdin, self.adaptors.get)
+        except TimeoutError:  # bounded: the runtime's own deadline must never be what ends a call
+            rc, out = 1, cni_plugin.error_json(cni_plugin.PluginFailure(
+                cni_plugin.TRY_AGAIN_LATER, f"another CNI call for container {container} is still running "
+                                            f"after {LOCK_WAIT:.0f} s; try again later"))
         try:
             args = cni_plugin.parse_cni_args(environ.get("CNI_ARGS", ""))
         except cni_plugin.PluginFailure:

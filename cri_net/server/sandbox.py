@@ -305,7 +305,7 @@ class SandboxManager:
         ours = self.settings.netns_dir.rstrip("/") + "/"
         operator = self.adaptor.operator
         removed = 0
-        for att in operator.cni.cached_attachments():
+        for att in operator.own_attachments():
             if not att.netns.startswith(ours) or (known is not None and att.container_id in known):
                 continue
             with self._pod_lock(att.container_id):

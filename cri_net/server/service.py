@@ -166,7 +166,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             labels=r.labels, annotations=r.annotations, runtime_handler=r.runtime_handler)
         info: dict[str, str] = {}
         if request.verbose:
-            planes = self.manager.adaptor.operator.cni.cached_attachments(r.id)
+            planes = self.manager.adaptor.operator.own_attachments(r.id)
             info["netns"] = json.dumps(r.netns_path)
             info["planes"] = json.dumps([res.model_dump() for res in view.results])
             info["cniResults"] = json.dumps({f"{a.network}/{a.ifname}": self.manager.adaptor.operator.cni.cache

@@ -131,9 +131,10 @@ class Node:
         self.fake.script("xb", "ADD", result=result100("net2", "fd00::5/64", "fd00::1", netns))
 
     def conf(self, version: str = "1.0.0", rc: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        # no handoff: a cri-net serve listening on the default socket must not get these calls
         doc: dict[str, Any] = {"cniVersion": version, "name": "cri-net", "type": "cri-net",
                                "confDir": str(self.conf_dir), "cacheDir": str(self.cache_dir),
-                               "binDirs": [str(self.fake.bin)], "timeout": 20}
+                               "binDirs": [str(self.fake.bin)], "timeout": 20, "daemonSocket": ""}
         if rc is not None:
             doc["runtimeConfig"] = rc
         doc.update(extra)
@@ -515,6 +516,80 @@ def test_gc_dels_stale_attachments_keeps_listed_and_foreign(node: Node) -> None:
         assert p.read_bytes() == data
     assert node.cache_files() == sorted(["extra-a-keep1-net1", "extra-b-keep1-net2", "net-keep1-eth0"]
                                         + [p.name for p in foreign])
+
+
+# ---- a shared cache dir: the runtime's own entry for the hook is never cri-net's --------------
+
+
+def test_del_check_and_results_leave_the_runtimes_entries_alone(node: Node) -> None:
+    """containerd caches its own result for the hook network (type cri-net) under the same
+    container id in the shared /var/lib/cni; DEL must not take it for one of cri-net's planes
+    (running it would run the hook itself: the hang of issue 10)."""
+    node.standard()
+    node.add(node.conf(rc=extra_rc()))
+    foreign = [_write_foreign(node, "cri-net", "sb1", "eth0", "cri-net"),
+               _write_foreign(node, "other-net", "sb1", "eth7", "foreign")]
+    before = {p: p.read_bytes() for p in foreign}
+    node.fake.clear_log()
+    check = node.run("CHECK", node.conf(rc=extra_rc()))
+    assert check.code == 0, check
+    assert sorted(node.plugin_calls("CHECK")) == [("main", "CHECK"), ("xa", "CHECK"), ("xb", "CHECK")]
+    run = node.run("DEL", node.conf())
+    assert run.code == 0, run
+    assert [c["name"] for c in node.fake.calls(command="DEL")] == ["main", "xb", "xa"]
+    assert ("foreign", "DEL") not in node.plugin_calls()
+    assert {p: p.read_bytes() for p in foreign} == before
+    assert node.cache_files() == sorted(p.name for p in foreign)
+
+
+def test_results_are_tagged_with_the_hooks_owner(node: Node) -> None:
+    node.standard()
+    node.add(node.conf(rc=extra_rc()))
+    owners = {f: json.loads((node.results / f).read_text()).get("cri-net.io/owner") for f in node.cache_files()}
+    assert owners == {"net-sb1-eth0": "cri-net/cni", "extra-a-sb1-net1": "cri-net/cni",
+                      "extra-b-sb1-net2": "cri-net/cni"}
+
+
+def test_networks_that_would_run_the_hook_are_refused_at_load(node: Node, tmp_path: Path) -> None:
+    """A network of cri-net's naming the hook's type, the hook's network name, or any plugin
+    that is a cri-net launcher is skipped (naming the file): cri-net must never call itself."""
+    from adaptors.cri import CRIAdaptor
+    from cri_net.cni_launcher import install
+
+    install(str(node.fake.bin), "innocent", native=False)  # a launcher under another name
+    node.write("01-self.conflist", conflist("self", "main", "cri-net"))
+    node.write("02-named.conflist", conflist("cri-net", "main"))
+    node.write("03-disguised.conflist", conflist("disguised", "main", "innocent"))
+    node.standard()
+    inv = cni_plugin.Invocation({"CNI_COMMAND": "ADD"}, json.dumps(node.conf()).encode())
+    adaptor = CRIAdaptor(inv.settings(), hook=inv.hook)
+    assert adaptor.operator.networks.names == ["net", "extra-a", "extra-b"]
+    reasons = {Path(s.path).name: s.reason for s in adaptor.operator.networks.skipped}
+    assert "is the cri-net hook itself" in reasons["01-self.conflist"]
+    assert "the runtime's name for the cri-net hook" in reasons["02-named.conflist"]
+    assert "is a cri-net launcher" in reasons["03-disguised.conflist"]
+    run = node.run("ADD", node.conf())  # the default is the first network left: net
+    assert run.code == 0, run
+    assert {n for n, _ in node.plugin_calls()} == {"main"}
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_a_launcher_run_by_cri_net_refuses_to_call_cri_net_again(tmp_path: Path, native: bool) -> None:
+    """Belt and braces: plugins cri-net runs see CRI_NET_CALLER; a launcher reached anyway
+    answers code 7 at once instead of handing the call back (or recursing in-process)."""
+    from cri_net.cni_launcher import install
+
+    path = install(str(tmp_path / "bin"), native=native)
+    env = {"PATH": os.environ["PATH"], "CRI_NET_CALLER": "1", "CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1",
+           "CNI_NETNS": "", "CNI_IFNAME": "eth0", "CNI_ARGS": "", "CNI_PATH": str(tmp_path / "bin")}
+    conf = {"cniVersion": "1.0.0", "name": "cri-net", "type": "cri-net", "confDir": str(tmp_path / "none")}
+    proc = subprocess.run([path], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 1, proc
+    err = json.loads(proc.stdout)
+    assert err["code"] == 7 and "refusing to call cri-net again" in err["msg"], err
+    version = subprocess.run([path], input=b'{"cniVersion":"1.0.0"}', env={**env, "CNI_COMMAND": "VERSION"},
+                             capture_output=True, timeout=30)
+    assert version.returncode == 0 and "supportedVersions" in json.loads(version.stdout)
 
 
 def test_gc_without_valid_attachments_list_removes_nothing(node: Node) -> None:

@@ -328,6 +328,28 @@ def test_default_network_failure_rolls_back_everything(env):
     assert env.cache_files() == []
 
 
+def test_a_second_attach_of_a_live_plane_is_refused_and_touches_nothing(env):
+    """The rollback of a failed ADD must only undo what that request did: attaching a plane
+    that is attached already is refused before any plugin runs (issue 10)."""
+    env.standard()
+    a = env.adaptor()
+    a.attach(env.conf(annotations=extras(("extra-a", "net1"))))
+    cached = env.cache_files()
+    env.fake.clear_log()
+    for again in (env.conf(), env.conf(annotations=extras(("extra-b", "net1")))):
+        with pytest.raises(InvalidRequestError) as exc:
+            a.attach(again)
+        assert "already attached to network" in str(exc.value)
+        assert env.fake.calls() == []
+    assert env.cache_files() == cached
+    # a plane on a new interface is fine, and neither re-attaches nor rolls back loopback
+    env.fake.script("xb", "ADD", exit=1, stdout=plugin_error("no"))
+    with pytest.raises(AttachError):
+        a.attach(env.conf(default_interface="eth9", annotations=extras(("extra-b", "net2"))))
+    assert ("loopback", "DEL", "lo") not in env.runs() and ("loopback", "ADD", "lo") not in env.runs()
+    assert env.cache_files() == cached
+
+
 def test_extra_plane_failure_rolls_back_and_the_default_never_runs(env):
     env.standard()
     env.fake.script("xb", "ADD", exit=1, stdout=plugin_error("no vlan"))

@@ -278,6 +278,34 @@ def test_attachments_filter_by_container_and_skip_what_is_not_an_attachment(fake
     assert ids(cni.cached_attachments(None)) == ids(cni.cached_attachments(""))
 
 
+def test_owner_tag_round_trips_after_gos_fields_and_filters_attachments(fakecni):
+    """A shared cache dir: each runtime lists only what it made. The tag is one more key after
+    Go's fields (Go's decoder ignores unknown keys); Go's own records have none."""
+    tagged = record("net1", "ctr1", "eth0", owner="cri-net/pod")
+    assert tagged.endswith(b',"result":{"cniVersion":"1.0.0"},"cri-net.io/owner":"cri-net/pod"}')
+    assert b"owner" not in record("net1", "ctr1", "eth0")  # untagged: exactly Go's bytes
+    plant(fakecni, "net1-ctr1-eth0", tagged)
+    plant(fakecni, "net2-ctr1-eth0", record("net2", "ctr1", "eth0"))
+    plant(fakecni, "net3-ctr1-eth0", record("net3", "ctr1", "eth0", owner="someone-else"))
+    plant(fakecni, "net4-ctr1-eth0", record("net4", "ctr1", "eth0")[:-1] + b',"cri-net.io/owner":7}')
+    cni = fakecni.cni()
+    assert [(a.network, a.owner) for a in cni.cached_attachments("ctr1")] == [
+        ("net1", "cri-net/pod"), ("net2", ""), ("net3", "someone-else"), ("net4", "")]
+    assert [a.network for a in cni.cached_attachments(owner="cri-net/pod")] == ["net1"]
+    assert [a.network for a in cni.cached_attachments("ctr1", owner="")] == ["net2", "net4"]
+
+
+def test_add_writes_the_instances_owner_tag(fakecni):
+    from cri_net.libcni import CNI
+
+    fakecni.install("fake-a")
+    cni = CNI([str(fakecni.bin)], cache_dir=str(fakecni.cache_dir), owner="me")
+    cni.add_network_list(fakecni.conflist("fake-a"), RuntimeConf("ctr1", "/n", "eth0"))
+    [att] = cni.cached_attachments()
+    assert att.owner == "me"
+    assert [a.owner for a in fakecni.cni().cached_attachments()] == ["me"]
+
+
 def test_no_cache_dir_means_no_attachments(fakecni):
     assert fakecni.cni().cached_attachments() == []
     assert fakecni.cni().cached_result(fakecni.conflist("fake-a"), RuntimeConf("ctr1")) is None

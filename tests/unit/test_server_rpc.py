@@ -26,6 +26,7 @@ import pytest
 from cri_net.config import Settings
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
+from adaptors.cri import OWNER_POD
 from cri_net.libcni.cache import CacheRecord, ResultCache
 from cri_net.server import netns
 from cri_net.server.sandbox import sandbox_id
@@ -682,7 +683,7 @@ def test_restart_reconciles(env):
     ours, theirs = "a0" * 32, "b0" * 32
     for cid, ns in ((ours, str(env.netns_dir / ours)), (theirs, "/var/run/netns/containerd-pod")):
         cache.write(CacheRecord(container_id=cid, config=conf, ifname="eth0", network_name="net1", netns=ns,
-                                result=result_100("10.9.9.9/24")))
+                                result=result_100("10.9.9.9/24"), owner=OWNER_POD if cid == ours else ""))
     # an orphan pinned netns and an orphan plain file
     netns.create(str(env.netns_dir / "orphan-ns"))
     (env.netns_dir / "orphan-file").write_text("")
@@ -975,7 +976,7 @@ def test_restart_sends_plugin_gc_with_every_remaining_attachment(env):
     stale, theirs = "c0" * 32, "d0" * 32
     for cid, ns in ((stale, str(env.netns_dir / stale)), (theirs, "/var/run/netns/containerd-pod")):
         cache.write(CacheRecord(container_id=cid, config=conf, ifname="eth0", network_name="net1", netns=ns,
-                                result=result_100("10.9.9.9/24")))
+                                result=result_100("10.9.9.9/24"), owner=OWNER_POD if cid == stale else ""))
     env.fake.clear_log()
     env.start()
     gcs = [r for r in env.fake.records() if r["event"] == "start" and r["env"].get("CNI_COMMAND") == "GC"]
