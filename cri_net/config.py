@@ -25,7 +25,7 @@ class Settings(BaseModel):
     listen: str = "unix:///run/cri-net/cri-net.sock"
     #: where cri-net-cni hands its calls over; None: `cni.sock` beside the CRI socket; "": off
     cni_listen: str | None = None
-    conf_dir: str = "/etc/cni/net.d"
+    conf_dir: str = "/etc/cri-net/net.d"
     bin_dirs: list[str] = Field(default_factory=lambda: ["/opt/cni/bin", "/usr/lib/cni"])
     cache_dir: str = "/var/lib/cni"
     state_dir: str = "/var/lib/cri-net"

@@ -286,7 +286,7 @@ class NodeSetup:
 
     @property
     def runtime_conflist(self) -> Path:
-        return self.cni_conf / "10-cri-net.conflist"
+        return self.cni_conf / "00-cri-net.conflist"
 
     def run(self, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("CRI_NET_", "CNI_"))}

@@ -296,7 +296,7 @@ class ContainerdEnv:
     """One containerd under ``base`` (see the module doc); built by :func:`containerd_env`."""
 
     def __init__(self, base: Path, cni_conf: dict[str, Any] | bytes, cni_bin_dirs: list[str],
-                 sandbox_image: str = SANDBOX_IMAGE) -> None:
+                 sandbox_image: str = SANDBOX_IMAGE, cni_conf_file: str | None = None) -> None:
         self.base = base
         self.root = base / "root"
         self.state = base / "state"
@@ -308,6 +308,7 @@ class ContainerdEnv:
         self.log_path = base / "containerd.log"
         self.sandbox_image = sandbox_image
         self.cni_conf = cni_conf
+        self.cni_conf_file = cni_conf_file
         self.cni_bin_dirs = [str(d) for d in cni_bin_dirs]
         self.proc: subprocess.Popen[bytes] | None = None
         #: Host changes made to run at all (packages installed, cgroup mounts); for the report.
@@ -338,7 +339,7 @@ class ContainerdEnv:
         else:
             conf_bytes, name = json.dumps(self.cni_conf, indent=2).encode(), str(self.cni_conf.get("name", "test"))
         suffix = ".conflist" if b'"plugins"' in conf_bytes else ".conf"
-        (self.cni_conf_dir / f"10-{name}{suffix}").write_bytes(conf_bytes)
+        (self.cni_conf_dir / (self.cni_conf_file or f"10-{name}{suffix}")).write_bytes(conf_bytes)
         text = Template(CONFIG_TEMPLATE.read_text()).substitute(
             root=self.root, state=self.state, socket=self.endpoint, sandbox_image=self.sandbox_image,
             snapshotter="overlayfs", runtime_binary=RUNTIME_BINARY, runtime_root=self.runtime_root,
@@ -627,12 +628,13 @@ class ContainerdEnv:
 
 @contextlib.contextmanager
 def containerd_env(tmp_path: Path, cni_conf: dict[str, Any] | bytes,
-                   cni_bin_dirs: list[str]) -> Iterator[ContainerdEnv]:
+                   cni_bin_dirs: list[str], cni_conf_file: str | None = None) -> Iterator[ContainerdEnv]:
     """A started :class:`ContainerdEnv` in ``tmp_path/containerd``; torn down on exit.
+    ``cni_conf_file``: the conflist's file name (default ``10-<name>.conflist``).
 
     Raises :class:`HarnessError` if the host cannot run it (the caller fails the test).
     """
-    env = ContainerdEnv(Path(tmp_path) / "containerd", cni_conf, cni_bin_dirs)
+    env = ContainerdEnv(Path(tmp_path) / "containerd", cni_conf, cni_bin_dirs, cni_conf_file=cni_conf_file)
     try:
         env.start()
         yield env

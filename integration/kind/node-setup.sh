@@ -29,7 +29,7 @@
 #   CRI_NET_APT            auto                      auto | never
 #   CNI_BIN_DIR            /opt/cni/bin              where the runtime looks for plugins
 #   CNI_CONF_DIR           /etc/cni/net.d            where the runtime looks for its conflist
-#   CNI_CONFLIST           $CNI_CONF_DIR/10-cri-net.conflist
+#   CNI_CONFLIST           $CNI_CONF_DIR/00-cri-net.conflist
 #   CRI_NET_CONF_DIR       /etc/cri-net/net.d        cri-net's own networks (confDir)
 #   CRI_NET_BIN_DIRS       /opt/cni/bin:/usr/lib/cni binDirs cri-net runs the plugins from
 #   CRI_NET_CACHE_DIR      (cri-net's /var/lib/cni)  cacheDir
@@ -54,7 +54,7 @@ PIP_ARGS=${CRI_NET_PIP_ARGS:-}
 APT=${CRI_NET_APT:-auto}
 CNI_BIN_DIR=${CNI_BIN_DIR:-/opt/cni/bin}
 CNI_CONF_DIR=${CNI_CONF_DIR:-/etc/cni/net.d}
-CNI_CONFLIST=${CNI_CONFLIST:-$CNI_CONF_DIR/10-cri-net.conflist}
+CNI_CONFLIST=${CNI_CONFLIST:-$CNI_CONF_DIR/00-cri-net.conflist}
 NODE_NAME=${NODE_NAME:-$(hostname)}
 KUBECONFIG_FILE=${CRI_NET_KUBECONFIG:-/etc/kubernetes/kubelet.conf}
 POD_CIDR_WAIT=${CRI_NET_POD_CIDR_WAIT:-180}

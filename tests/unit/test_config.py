@@ -18,7 +18,7 @@ CLI = Path(sys.executable).with_name("cri-net")
 
 DEFAULTS = {
     "listen": "unix:///run/cri-net/cri-net.sock",
-    "conf_dir": "/etc/cni/net.d",
+    "conf_dir": "/etc/cri-net/net.d",
     "bin_dirs": ["/opt/cni/bin", "/usr/lib/cni"],
     "cache_dir": "/var/lib/cni",
     "state_dir": "/var/lib/cri-net",
