@@ -39,6 +39,21 @@ log = logging.getLogger("cri_net.server")
 MAX_RUNTIME_FILE_SIZE = 64 << 10
 
 
+def read_pod_cidr(path: str) -> str | None:
+    """The pod CIDR UpdateRuntimeConfig saved in `path`; a file that cannot be used (not a
+    regular file, too big, not JSON) is reported and ignored: kubelet sends the CIDR again."""
+    try:
+        doc = json.loads(read_regular(path, MAX_RUNTIME_FILE_SIZE, follow_symlinks=False))
+        cidr = doc.get("pod_cidr") if isinstance(doc, dict) else None
+        if cidr is not None and not isinstance(cidr, str):
+            raise ValueError("pod_cidr is not a string")
+        return cidr or None
+    except (OSError, ValueError, RecursionError) as exc:
+        if getattr(exc, "errno", None) != errno.ENOENT:
+            kv(log, logging.WARNING, "ignoring unusable runtime config file", file=path, error=str(exc))
+        return None
+
+
 class SandboxNotFoundError(NetworkApiError):
     pass
 
@@ -108,19 +123,7 @@ class SandboxManager:
             raise InvalidRequestError("pod_sandbox_id", str(exc)) from None
 
     def _load_pod_cidr(self) -> str | None:
-        """The pod CIDR saved by UpdateRuntimeConfig; a file that cannot be used is reported
-        and ignored (kubelet sends the CIDR again)."""
-        try:
-            doc = json.loads(read_regular(self._runtime_file, MAX_RUNTIME_FILE_SIZE, follow_symlinks=False))
-            cidr = doc.get("pod_cidr") if isinstance(doc, dict) else None
-            if cidr is not None and not isinstance(cidr, str):
-                raise ValueError("pod_cidr is not a string")
-            return cidr or None
-        except (OSError, ValueError, RecursionError) as exc:
-            if getattr(exc, "errno", None) != errno.ENOENT:
-                kv(log, logging.WARNING, "ignoring unusable runtime config file", file=self._runtime_file,
-                   error=str(exc))
-            return None
+        return read_pod_cidr(self._runtime_file)
 
     def update_pod_cidr(self, cidr: str) -> None:
         """UpdateRuntimeConfig: the default ipRanges of pods created from now on."""
@@ -303,7 +306,12 @@ class SandboxManager:
         if os.path.isdir(self.settings.netns_dir):
             for name in os.listdir(self.settings.netns_dir):
                 if name not in known:
-                    netns.remove(os.path.join(self.settings.netns_dir, name))
+                    path = os.path.join(self.settings.netns_dir, name)
+                    try:
+                        netns.remove(path)
+                    except OSError as exc:  # not ours to guess at (a directory, a busy mount): report it
+                        kv(log, logging.WARNING, "cannot remove stale netns entry", file=path, error=str(exc))
+                        continue
                     counts["stale_netns"] += 1
         kv(log, logging.INFO, "reconciled state", pods=len(known), **counts)
         return counts

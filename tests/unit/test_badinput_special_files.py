@@ -319,3 +319,37 @@ def test_config_file_special(tmp_path: Path, sockets: list[socket.socket], kind:
     with pytest.raises(config.ConfigFileError) as info:
         bounded(lambda: config.load_file(str(path)))
     assert str(path) in str(info.value)
+
+
+# ---- directory walks that delete: temp files, stale netns entries ---------------------------
+
+@pytest.mark.parametrize("kind", ["dir", "fifo", "loop", "devzero"])
+def test_stale_temp_cleanup_survives_special_entries(tmp_path: Path, sockets: list[socket.socket],
+                                                     kind: str) -> None:
+    """A `.tmp-*` entry that is not a file (a directory used to raise IsADirectoryError out of
+    the state dir's load, failing start-up): left alone, the valid record still loads."""
+    record("special files: state dir", runs=1, audited=AUDITED, suite=SUITE)
+    SandboxStore(str(tmp_path)).put(sandbox("a" * 64))
+    make_special(tmp_path / "sandboxes" / f".tmp-{kind}", kind, MAX_RECORD_SIZE, sockets)
+    store = SandboxStore(str(tmp_path))
+    bounded(store.load)
+    assert [r.id for r in store.all()] == ["a" * 64]
+    if kind == "dir":
+        assert (tmp_path / "sandboxes" / ".tmp-dir").is_dir()
+
+
+def test_netns_remove_never_unmounts_through_a_symlink_nor_deletes_a_dir(tmp_path: Path) -> None:
+    """netns.remove on a symlink removes the link only (umount2 with UMOUNT_NOFOLLOW; the
+    target, here a directory, is untouched); on a directory it raises naming it."""
+    from cri_net.server import netns
+
+    record("special files: state dir", runs=1, audited=AUDITED, suite=SUITE)
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    netns.remove(str(link))
+    assert not link.is_symlink() and target.is_dir()
+    with pytest.raises(OSError) as info:
+        netns.remove(str(target))
+    assert str(target) in str(info.value) and target.is_dir()
