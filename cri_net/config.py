@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .cli.flags import DEFAULT_CONFIG_FILE  # noqa: E402  (one definition, light module)
 
+#: cri-net's own config file is a few hundred bytes; the conf-file bound applies.
+MAX_CONFIG_FILE_SIZE = 1 << 20
+
 
 class Settings(BaseModel):
     """Effective configuration; field names are the config-file keys."""
@@ -62,14 +65,15 @@ class ConfigFileError(ValueError):
 
 
 def load_file(path: str) -> dict[str, Any]:
+    from .libcni.fileread import FileReadError, read_regular  # not at import: libcni is heavy
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ConfigFileError(f"{path}: cannot read config file: {exc.strerror}") from None
+        data = read_regular(path, MAX_CONFIG_FILE_SIZE)  # a FIFO or /dev/zero here must not hang serve
+    except FileReadError as exc:
+        raise ConfigFileError(f"{path}: cannot read config file: {exc.reason}") from None
     try:
         doc = json.loads(data) if path.endswith(".json") else tomllib.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigFileError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigFileError(f"{path}: top level must be a table/object")

@@ -80,6 +80,6 @@ def remove_stale_temps(directory: str) -> int:
             try:
                 os.unlink(os.path.join(directory, name))
                 removed += 1
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or a directory: never ours (we only make files)
                 pass
     return removed

@@ -67,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command in ("add", "check", "del") and not args.netns:
             raise UsageError(f"cni {args.command}: NETNS is required")
-        net = libcni.load_conf_list(env.get("NETCONFPATH") or DEFAULT_NET_DIR, args.network)
+        skipped: list[libcni.SkippedFile] = []
+        try:
+            net = libcni.load_conf_list(env.get("NETCONFPATH") or DEFAULT_NET_DIR, args.network, skipped)
+        finally:  # a broken file is reported (on stderr: stdout stays cnitool's JSON), never fatal
+            for s in skipped:
+                print(f"cri-net cni: skipped {s.path}: {s.reason.removeprefix(s.path + ': ')}", file=sys.stderr)
         cni = libcni.CNI([d for d in env.get("CNI_PATH", "").split(":") if d], cache_dir=args.cache_dir,
                          timeout=args.timeout)
         if args.command == "status":

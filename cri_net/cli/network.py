@@ -98,6 +98,9 @@ def _dispatch(module: Any, args: argparse.Namespace) -> int:
                 raise NetworkApiError(f"--filter {f!r}: expected KEY=VALUE")
             filters.setdefault(key, []).append(value)
         rows = module.conf_list(kind, filters)
+        for skipped in module.adaptor(kind).operator.networks.skipped:  # reported, never fatal
+            reason = skipped.reason.removeprefix(skipped.path + ": ")
+            print(f"cri-net network ls: skipped {skipped.path}: {reason}", file=sys.stderr)
         if args.quiet:
             print("\n".join(r.name for r in rows))
         else:

@@ -15,7 +15,7 @@ from .conf import (
 )
 from .errors import (
     CacheError, CNIError, ConfigError, ErrorCode, NetworkNotFoundError, NoConfigsFoundError, PluginError,
-    PluginNotFoundError, PluginTimeoutError,
+    PluginNotFoundError, PluginOutputTooLargeError, PluginTimeoutError,
 )
 from .invoke import Executor, PluginArgs, PluginInfo
 from .result import Result, Result020, Result040, Result100, convert, parse_result

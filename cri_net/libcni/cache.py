@@ -8,6 +8,8 @@ CRI-O) read what we write and we read what they write. Unlike Go libcni, writes 
 from __future__ import annotations
 
 import base64
+import errno
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +17,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..fsutil import atomic_write, is_temp
+from ..log import kv
 from . import rawjson
 from .errors import CacheError, CNIError, ErrorCode
+from .fileread import FileReadError, read_regular
+
+log = logging.getLogger("cri_net.libcni")
 
 CACHE_KIND = "cniCacheV1"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -24,6 +30,22 @@ DEFAULT_CACHE_DIR = "/var/lib/cni"
 #: keys, so Go tools still read the file; a runtime sharing the cache dir can tell which
 #: attachments it made (Go's cache has no such notion).
 OWNER_KEY = "cri-net.io/owner"
+#: A cache file larger than this is refused unread: a record is the conflist (at most 1 MiB,
+#: base64) plus a result, and the results dir is shared with other runtimes.
+MAX_CACHE_FILE_SIZE = 4 << 20
+#: How many distinct unusable cache files are remembered, so each is logged once, not per listing.
+_REPORTED_LIMIT = 1024
+_reported: set[tuple[str, str]] = set()
+
+
+def _report_unusable(path: str, reason: str) -> None:
+    key = (path, reason)
+    if key in _reported:
+        return
+    if len(_reported) >= _REPORTED_LIMIT:
+        _reported.clear()
+    _reported.add(key)
+    kv(log, logging.WARNING, "skipping unusable cache file", file=path, reason=reason)
 
 
 class CacheRecord(BaseModel):
@@ -136,12 +158,12 @@ class ResultCache:
         except CNIError:
             return None  # a name that cannot be a cache file was never cached
         try:
-            with open(path, "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise CacheError(f"failed to read cached result: {exc.strerror}", path) from None
+            # Go libcni writes regular files: a symlink, FIFO or device here is refused unread
+            return read_regular(path, MAX_CACHE_FILE_SIZE, follow_symlinks=False)
+        except FileReadError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise CacheError(f"failed to read cached result: {exc.reason}", path) from None
 
     def read(self, network: str, container_id: str, ifname: str) -> CacheRecord | None:
         """The cniCacheV1 record, or None when absent or not cniCacheV1 (see `read_result`)."""
@@ -173,8 +195,13 @@ class ResultCache:
         except OSError as exc:
             raise CacheError(f"failed to remove cached result: {exc.strerror}", path) from None
 
-    def attachments(self, container_id: str | None = None) -> list[NetworkAttachment]:
-        """Every readable cniCacheV1 attachment, sorted by file name, optionally one container's."""
+    def attachments(self, container_id: str | None = None,
+                    unusable: list[tuple[str, str]] | None = None) -> list[NetworkAttachment]:
+        """Every readable cniCacheV1 attachment, sorted by file name, optionally one container's.
+
+        A file that cannot be read (not a regular file, over the size limit) is skipped, logged
+        once and appended to `unusable` as (path, reason); a file that is not cniCacheV1 (a
+        legacy result, another tool's) is skipped silently."""
         try:
             names = sorted(os.listdir(self.results_dir))
         except FileNotFoundError:
@@ -190,10 +217,14 @@ class ResultCache:
                 pos = name.find(part)
                 if pos <= 0 or pos + len(part) >= len(name):
                     continue
+            path = os.path.join(self.results_dir, name)
             try:
-                with open(os.path.join(self.results_dir, name), "rb") as fh:
-                    record = decode_record(fh.read())
-            except OSError:
+                record = decode_record(read_regular(path, MAX_CACHE_FILE_SIZE, follow_symlinks=False))
+            except FileReadError as exc:
+                if exc.errno != errno.ENOENT:  # not just removed meanwhile
+                    _report_unusable(path, exc.reason)
+                    if unusable is not None:
+                        unusable.append((path, exc.reason))
                 continue
             if record is None or not record.network_name or not record.ifname:
                 continue

@@ -19,10 +19,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from . import rawjson, version
 from .errors import ConfigError, NetworkNotFoundError, NoConfigsFoundError
+from .fileread import FileReadError, check_regular, read_regular
 
 CONF_EXTENSIONS = (".conf", ".json")
 LIST_EXTENSIONS = (".conflist",)
 ALL_EXTENSIONS = LIST_EXTENSIONS + CONF_EXTENSIONS
+#: A config file larger than this is refused unread (a network config is a few KiB).
+MAX_CONF_FILE_SIZE = 1 << 20
 
 
 def _lenient_bool(value: Any) -> Any:
@@ -151,11 +154,12 @@ def plugin_conf_from_file(path: str) -> PluginConfig:
 
 
 def _read(path: str) -> bytes:
+    """The file's bytes, bounded; a FIFO, device, directory, symlink loop or oversized file is
+    a ConfigError naming it (symlinks to regular files are followed: configmaps use them)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise ConfigError(f"error reading file: {exc.strerror}", path) from None
+        return read_regular(path, MAX_CONF_FILE_SIZE)
+    except FileReadError as exc:
+        raise ConfigError(f"error reading file: {exc.reason}", path) from None
 
 
 def _pick_version(doc: NetConfListFile, source: str | None) -> str:
@@ -243,7 +247,12 @@ def plugin_fragments(conf_dir: str, network_name: str) -> list[PluginConfig]:
         return []
     frag_dir = os.path.join(conf_dir, network_name)
     out = []
-    for path in conf_files(frag_dir, (".conf",)):
+    unusable: list[SkippedFile] = []
+    paths = conf_files(frag_dir, (".conf",), unusable)
+    for bad in unusable:  # a list missing one of its plugins must not load as if complete
+        if not os.path.isdir(bad.path):  # sub-dirs are not fragments (not recursive, as Go)
+            raise ConfigError(f"failed to read plugin config file {bad.path}: {bad.reason}")
+    for path in paths:
         try:
             out.append(plugin_conf_from_file(path))
         except ConfigError as exc:
@@ -284,21 +293,6 @@ def load_file(path: str) -> NetworkConfigList:
     return conf_list_from_conf(plugin_conf_from_file(path), source=path)
 
 
-def conf_files(conf_dir: str, extensions: Iterable[str] = ALL_EXTENSIONS) -> list[str]:
-    """Regular files in `conf_dir` with one of `extensions` (exact match), sorted by name.
-
-    A missing directory holds no files; it is not an error.
-    """
-    exts = tuple(extensions)
-    try:
-        entries = sorted(os.scandir(conf_dir), key=lambda e: e.name)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise ConfigError(f"cannot list config dir: {exc.strerror}", conf_dir) from None
-    return [e.path for e in entries if os.path.splitext(e.name)[1] in exts and e.is_file()]
-
-
 @dataclass(frozen=True)
 class SkippedFile:
     """A config file that was not loaded, and why."""
@@ -307,13 +301,49 @@ class SkippedFile:
     reason: str
 
 
+def conf_files(conf_dir: str, extensions: Iterable[str] = ALL_EXTENSIONS,
+               unusable: list[SkippedFile] | None = None) -> list[str]:
+    """Regular files (or symlinks to one) in `conf_dir` with one of `extensions` (exact
+    match), sorted by name.
+
+    An entry with a config extension that is not a regular file (a FIFO, a device, a
+    directory, a dangling symlink or a symlink loop) is never returned and never raises: it
+    is appended to `unusable` with the reason, so callers report it. A missing directory
+    holds no files; it is not an error.
+    """
+    exts = tuple(extensions)
+    try:
+        with os.scandir(conf_dir) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"cannot list config dir: {exc.strerror}", conf_dir) from None
+    out = []
+    for entry in entries:
+        if os.path.splitext(entry.name)[1] not in exts:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):  # d_type says regular: no syscall needed
+                check_regular(entry.path)
+        except OSError as exc:  # FileReadError, or lstat failing under us
+            if unusable is not None:
+                unusable.append(SkippedFile(entry.path, getattr(exc, "reason", None) or exc.strerror or str(exc)))
+            continue
+        out.append(entry.path)
+    return out
+
+
 def load_conf_list(conf_dir: str, name: str, skipped: list[SkippedFile] | None = None) -> NetworkConfigList:
     """Find network `name`: `.conflist` files first, then single confs (upconverted).
 
     Unparsable files are skipped (and appended to `skipped` when given) instead of aborting.
     """
-    lists = conf_files(conf_dir, LIST_EXTENSIONS)
-    singles = conf_files(conf_dir, CONF_EXTENSIONS)
+    unusable: list[SkippedFile] = []
+    lists = conf_files(conf_dir, LIST_EXTENSIONS, unusable)
+    singles = conf_files(conf_dir, CONF_EXTENSIONS, unusable)
+    if skipped is not None:
+        skipped.extend(unusable)
     for path in lists:
         try:
             conf = conf_list_from_file(path)

@@ -102,6 +102,17 @@ class PluginTimeoutError(CNIError):
         self.plugin_path, self.command, self.timeout = plugin_path, command, timeout
 
 
+class PluginOutputTooLargeError(CNIError):
+    """A plugin wrote more to stdout than anyone reads; it was killed before it could grow us."""
+
+    def __init__(self, plugin_path: str, command: str, limit: int) -> None:
+        super().__init__(
+            ErrorCode.INTERNAL,
+            f"plugin {plugin_path} wrote more than {limit} bytes to stdout running {command}; killed",
+        )
+        self.plugin_path, self.command, self.limit = plugin_path, command, limit
+
+
 class CacheError(CNIError):
     def __init__(self, msg: str, path: str = "") -> None:
         super().__init__(ErrorCode.IO_FAILURE, f"{msg}" + (f" ({path})" if path else ""))

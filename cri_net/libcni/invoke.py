@@ -10,19 +10,37 @@ from __future__ import annotations
 import errno
 import json
 import os
+import selectors
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from . import rawjson
-from .errors import CNIError, ErrorCode, PluginNotFoundError, PluginTimeoutError
+from .errors import CNIError, ErrorCode, PluginNotFoundError, PluginOutputTooLargeError, PluginTimeoutError
 
 # Go libcni retries "text file busy" up to 6 times, one second apart.
 BUSY_ATTEMPTS = 6
 BUSY_WAIT_SECONDS = 1.0
+
+#: A plugin's stdout past this fails the call (a result is a few KiB; a huge one is a bug or
+#: an attack, and buffering it grew the server without bound).
+MAX_STDOUT = 16 << 20
+#: Stderr only ever feeds an error message: the first this-many bytes are kept, the rest read
+#: and dropped (so a chatty plugin never blocks on a full pipe).
+MAX_STDERR = 64 << 10
+_READ_CHUNK = 1 << 16
+
+
+class _Deadline(Exception):
+    """The plugin outlived its timeout (internal: turned into PluginTimeoutError)."""
+
+
+class _TooMuchOutput(Exception):
+    """The plugin's stdout passed MAX_STDOUT (internal: turned into PluginOutputTooLargeError)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,15 @@ def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ETXTBSY
 
 
+#: How much of a plugin's output an error message quotes (Go quotes it all; a message that
+#: echoes megabytes only moves the unbounded buffer into logs and CRI errors).
+MAX_QUOTED = 4096
+
+
 def _go_quote(data: bytes) -> str:
+    if len(data) > MAX_QUOTED:
+        head = json.dumps(data[:MAX_QUOTED].decode("utf-8", errors="replace"), ensure_ascii=False)
+        return f"{head}... ({len(data)} bytes in all)"
     return json.dumps(data.decode("utf-8", errors="replace"), ensure_ascii=False)
 
 
@@ -110,10 +136,12 @@ class Executor:
     """Runs plugin binaries. `timeout` (seconds, None = no limit) bounds every run."""
 
     def __init__(self, timeout: float | None = None, busy_wait: float = BUSY_WAIT_SECONDS,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, max_stdout: int = MAX_STDOUT,
+                 max_stderr: int = MAX_STDERR) -> None:
         self.timeout = timeout
         self.busy_wait = busy_wait
         self.env = env
+        self.max_stdout, self.max_stderr = max_stdout, max_stderr
 
     def run(self, plugin_path: str, stdin: bytes, args: PluginArgs) -> bytes:
         """Run the plugin; its stdout on success, a CNIError (or PluginTimeoutError) otherwise."""
@@ -131,11 +159,15 @@ class Executor:
             proc = retrying(self._spawn, plugin_path, env)
         except OSError as exc:
             raise CNIError(ErrorCode.INTERNAL, f"failed to run plugin {plugin_path}: {exc.strerror}") from None
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         try:
-            stdout, stderr = proc.communicate(stdin, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
+            stdout, stderr = _communicate(proc, stdin, deadline, self.max_stdout, self.max_stderr)
+        except _Deadline:
             self._kill(proc)
             raise PluginTimeoutError(plugin_path, args.command, self.timeout or 0) from None
+        except _TooMuchOutput:
+            self._kill(proc)
+            raise PluginOutputTooLargeError(plugin_path, args.command, self.max_stdout) from None
         except BaseException:
             self._kill(proc)
             raise
@@ -154,19 +186,77 @@ class Executor:
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
-        """Kill the plugin and everything in its session, then reap it."""
+        """Kill the plugin and everything in its process group, then reap it. Its pipes are
+        closed unread: whatever it (or an escaped grandchild) still writes is not ours to buffer."""
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.kill()
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a grandchild escaped the session and holds the pipes
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe:
+                try:
                     pipe.close()
-            proc.wait()
+                except OSError:  # a stdin write left unflushed: the reader is gone
+                    pass
+        proc.wait()
+
+
+def _communicate(proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None, max_stdout: int,
+                 max_stderr: int) -> tuple[bytes, bytes]:
+    """Feed `stdin` and read stdout and stderr in one poll loop on this thread, bounded by
+    `deadline` (monotonic) and by the output limits; then reap the plugin. Raises _Deadline
+    or _TooMuchOutput with the plugin still running (the caller kills it)."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out: list[bytes] = []
+    err: list[bytes] = []
+    out_len = err_len = 0
+    stdin_fd, out_fd, err_fd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
+    view, sent = memoryview(stdin), 0
+    with selectors.PollSelector() as sel:  # poll: no extra fd per call, unlike epoll
+        if stdin:
+            os.set_blocking(stdin_fd, False)
+            sel.register(stdin_fd, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        sel.register(out_fd, selectors.EVENT_READ)
+        sel.register(err_fd, selectors.EVENT_READ)
+        while sel.get_map():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise _Deadline()
+            for key, _ in sel.select(remaining):
+                fd = key.fd
+                if fd == stdin_fd:
+                    try:
+                        sent += os.write(fd, view[sent:])
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # the plugin does not read its config: its business
+                        sent = len(view)
+                    if sent >= len(view):
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(fd, _READ_CHUNK)
+                if not chunk:
+                    sel.unregister(fd)
+                elif fd == out_fd:
+                    out_len += len(chunk)
+                    if out_len > max_stdout:
+                        raise _TooMuchOutput()
+                    out.append(chunk)
+                elif err_len < max_stderr:
+                    chunk = chunk[:max_stderr - err_len]
+                    err_len += len(chunk)
+                    err.append(chunk)
+    proc.stdout.close()
+    proc.stderr.close()
+    try:
+        proc.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:  # closed its pipes but kept running
+        raise _Deadline() from None
+    return b"".join(out), b"".join(err)
 
 
 @dataclass(frozen=True)

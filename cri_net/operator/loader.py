@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..libcni import ConfigError, NetworkConfigList, SkippedFile, conf_files, load_file
+from ..libcni.conf import MAX_CONF_FILE_SIZE
 
 MAX_CONF_FILES = 1024
-MAX_CONF_FILE_SIZE = 1 << 20
 RESERVED_NAME = "cni-loopback"
 _VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 
@@ -51,16 +51,19 @@ class NetworkSet:
 
 def load_networks(conf_dir: str, file_filter: FileFilter | None = None) -> NetworkSet:
     """Load every usable network of `conf_dir` whose file name passes `file_filter`."""
-    paths = [p for p in conf_files(conf_dir) if file_filter is None or file_filter(os.path.basename(p))]
-    skipped = [SkippedFile(p, f"more than {MAX_CONF_FILES} config files; only the first {MAX_CONF_FILES} are read")
-               for p in paths[MAX_CONF_FILES:]]
+    def wanted(path: str) -> bool:
+        return file_filter is None or file_filter(os.path.basename(path))
+
+    unusable: list[SkippedFile] = []
+    paths = [p for p in conf_files(conf_dir, unusable=unusable) if wanted(p)]
+    skipped = [s for s in unusable if wanted(s.path)]  # FIFOs, devices, dirs, dangling links, loops
+    skipped += [SkippedFile(p, f"more than {MAX_CONF_FILES} config files; only the first {MAX_CONF_FILES} are read")
+                for p in paths[MAX_CONF_FILES:]]
     networks: list[NetworkConfigList] = []
     first_seen: dict[str, str] = {}
     for path in paths[:MAX_CONF_FILES]:
         try:
-            if os.path.getsize(path) > MAX_CONF_FILE_SIZE:
-                raise ConfigError(f"file is larger than {MAX_CONF_FILE_SIZE} bytes", path)
-            net = load_file(path)
+            net = load_file(path)  # bounded to MAX_CONF_FILE_SIZE, regular files only
         except (ConfigError, OSError) as exc:
             skipped.append(SkippedFile(path, str(exc)))
             continue

@@ -97,8 +97,8 @@ class CNIOperator:
         with self._reload_lock:
             try:
                 fresh = self._refuse_self_references(load_networks(self.conf_dir, self.file_filter))
-            except CNIError as exc:
-                self._last_error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - whatever the dir holds, report it and keep serving
+                self._last_error = str(exc) if isinstance(exc, CNIError) else f"{type(exc).__name__}: {exc}"
                 kv(log, logging.WARNING, "conf dir reload failed; keeping previous networks",
                    conf_dir=self.conf_dir, error=str(exc))
                 return self._networks

@@ -10,14 +10,13 @@ runtime named it, and by what the plugin file is (a launcher carries a mark).
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 from collections.abc import Iterable, Sequence
 
 from ..libcni import NetworkConfigList
-from ..libcni.invoke import find_in_path
 from ..libcni.errors import CNIError
+from ..libcni.fileread import FileReadError, check_regular, read_regular
+from ..libcni.invoke import find_in_path
 
 #: Every launcher carries this text: the Python ones import it, the native one embeds it.
 LAUNCHER_MARK = b"cri_net.cni_launcher"
@@ -32,24 +31,19 @@ def is_launcher(path: str) -> bool:
     """Whether `path` (a plugin found in a bin dir) is a cri-net launcher. Read at most once per
     file version; anything that is not a small regular file is not one."""
     try:
-        st = os.stat(path)
-    except OSError:
+        st = check_regular(path)
+    except FileReadError:
         return False
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_LAUNCHER_SIZE:
-        return False
+    if st.st_size > MAX_LAUNCHER_SIZE:
+        return False  # Go plugins are megabytes; launchers are a few KiB
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     with _seen_lock:
         if key in _seen:
             return _seen[key]
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, MAX_LAUNCHER_SIZE + 1)
-        finally:
-            os.close(fd)
-    except OSError:
+        found = LAUNCHER_MARK in read_regular(path, MAX_LAUNCHER_SIZE)
+    except FileReadError:
         return False
-    found = LAUNCHER_MARK in data
     with _seen_lock:
         if len(_seen) > 4096:
             _seen.clear()

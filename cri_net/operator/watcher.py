@@ -23,10 +23,27 @@ _IN_CLOEXEC = 0o2000000
 _IN_EVENTS = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800  # modify, close_write, moves, create, delete, self
 
 
-def dir_signature(path: str) -> tuple[tuple[str, int, int], ...]:
+def _entry_signature(entry: os.DirEntry[str]) -> tuple[str, int, int, int]:
+    """(name, mtime, size, inode) of what the entry points at; a dangling or looping symlink
+    (or an entry gone meanwhile) is its own lstat with size -1, never an exception."""
+    try:
+        st = entry.stat()
+        return entry.name, int(st.st_mtime_ns), st.st_size, st.st_ino
+    except OSError:
+        pass
+    try:
+        st = entry.stat(follow_symlinks=False)
+        return entry.name, int(st.st_mtime_ns), -1, st.st_ino
+    except OSError:
+        return entry.name, 0, -1, 0
+
+
+def dir_signature(path: str) -> tuple[tuple[str, int, int, int], ...]:
+    """What the poll compares: one broken entry changes only its own line, so a file
+    appearing or changing beside it is still seen."""
     try:
         with os.scandir(path) as it:
-            return tuple(sorted((e.name, int(e.stat().st_mtime_ns), e.stat().st_size) for e in it))
+            return tuple(sorted(_entry_signature(e) for e in it))
     except OSError:
         return ()
 

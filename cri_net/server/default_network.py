@@ -6,7 +6,7 @@ import json
 import os
 
 from ..fsutil import atomic_write
-from ..libcni import conf_files
+from ..libcni import SkippedFile, conf_files
 
 NAME = "cri-net-default"
 FILE = "10-cri-net-default.conflist"
@@ -29,8 +29,13 @@ def conflist() -> bytes:
 
 
 def install_if_empty(conf_dir: str) -> str | None:
-    """Write the default network when `conf_dir` holds no config at all; returns its path."""
-    if conf_files(conf_dir):
+    """Write the default network when `conf_dir` holds no config at all; returns its path.
+
+    A config-named entry that cannot be read (a dangling symlink, say, whose target is not
+    mounted yet) counts as a config: the operator meant something there, and the loader
+    reports it."""
+    unusable: list[SkippedFile] = []
+    if conf_files(conf_dir, unusable=unusable) or unusable:
         return None
     path = os.path.join(conf_dir, FILE)
     atomic_write(path, conflist(), mode=0o644, dir_mode=0o755)

@@ -11,11 +11,13 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import stat
 import threading
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -67,8 +69,16 @@ def is_mounted(path: str) -> bool:
 
 
 def remove(path: str) -> None:
-    """Unmount and delete `path`; a missing or unmounted path is fine (idempotent)."""
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+    """Unmount and delete `path`; a missing or unmounted path is fine (idempotent).
+
+    Never through a symlink (a link planted in the netns dir must not unmount its target,
+    only the link goes), and a directory is refused, not guessed at."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            raise NetnsError(errno.EISDIR, f"remove netns {path}: is a directory, not a netns file")
+    except FileNotFoundError:
+        return
+    if _libc.umount2(path.encode(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):  # not a mount point / already gone
             raise NetnsError(err, f"unmount netns {path}: {os.strerror(err)}")

@@ -10,6 +10,7 @@ pod it already made instead of making a second netns.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from ..config import Settings
 from ..fsutil import atomic_write, remove_stale_temps
 from ..keyed_locks import KeyedLocks
 from ..libcni import CNIError, GCAttachment, version
+from ..libcni.fileread import read_regular
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
@@ -33,6 +35,23 @@ from . import netns
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
 
 log = logging.getLogger("cri_net.server")
+#: The runtime config file (the pod CIDR) is a few bytes; anything past this is not ours.
+MAX_RUNTIME_FILE_SIZE = 64 << 10
+
+
+def read_pod_cidr(path: str) -> str | None:
+    """The pod CIDR UpdateRuntimeConfig saved in `path`; a file that cannot be used (not a
+    regular file, too big, not JSON) is reported and ignored: kubelet sends the CIDR again."""
+    try:
+        doc = json.loads(read_regular(path, MAX_RUNTIME_FILE_SIZE, follow_symlinks=False))
+        cidr = doc.get("pod_cidr") if isinstance(doc, dict) else None
+        if cidr is not None and not isinstance(cidr, str):
+            raise ValueError("pod_cidr is not a string")
+        return cidr or None
+    except (OSError, ValueError, RecursionError) as exc:
+        if getattr(exc, "errno", None) != errno.ENOENT:
+            kv(log, logging.WARNING, "ignoring unusable runtime config file", file=path, error=str(exc))
+        return None
 
 
 class SandboxNotFoundError(NetworkApiError):
@@ -104,11 +123,7 @@ class SandboxManager:
             raise InvalidRequestError("pod_sandbox_id", str(exc)) from None
 
     def _load_pod_cidr(self) -> str | None:
-        try:
-            with open(self._runtime_file, encoding="utf-8") as fh:
-                return json.load(fh).get("pod_cidr") or None
-        except (OSError, ValueError):
-            return None
+        return read_pod_cidr(self._runtime_file)
 
     def update_pod_cidr(self, cidr: str) -> None:
         """UpdateRuntimeConfig: the default ipRanges of pods created from now on."""
@@ -291,7 +306,12 @@ class SandboxManager:
         if os.path.isdir(self.settings.netns_dir):
             for name in os.listdir(self.settings.netns_dir):
                 if name not in known:
-                    netns.remove(os.path.join(self.settings.netns_dir, name))
+                    path = os.path.join(self.settings.netns_dir, name)
+                    try:
+                        netns.remove(path)
+                    except OSError as exc:  # not ours to guess at (a directory, a busy mount): report it
+                        kv(log, logging.WARNING, "cannot remove stale netns entry", file=path, error=str(exc))
+                        continue
                     counts["stale_netns"] += 1
         kv(log, logging.INFO, "reconciled state", pods=len(known), **counts)
         return counts

@@ -11,12 +11,15 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from ..fsutil import atomic_write, make_dirs, remove_stale_temps
+from ..libcni.fileread import read_regular
 from ..log import kv
 from ..network.models import ExtraNet, NetworkApiConf
 
 log = logging.getLogger("cri_net.server")
 
 SandboxState = Literal["CREATING", "READY", "NOTREADY"]
+#: A record larger than this is refused unread (a pod's record is a few KiB).
+MAX_RECORD_SIZE = 4 << 20
 
 
 class SandboxMetadata(BaseModel):
@@ -69,8 +72,8 @@ class SandboxStore:
                 continue
             path = os.path.join(self.dir, name)
             try:
-                with open(path, "rb") as fh:
-                    record = SandboxRecord.model_validate_json(fh.read())
+                # only regular files we wrote: a FIFO must not hang start-up, nor /dev/zero fill it
+                record = SandboxRecord.model_validate_json(read_regular(path, MAX_RECORD_SIZE, follow_symlinks=False))
             except (OSError, ValidationError) as exc:
                 problems.append(f"{path}: {exc}")
                 kv(log, logging.ERROR, "unreadable sandbox record", file=path, error=str(exc).splitlines()[0])

@@ -78,14 +78,15 @@ def test_loads_conf_conflist_and_json_in_file_name_order(conf_dir):
     assert ns.conf_dir == str(conf_dir)
 
 
-def test_other_extensions_and_directories_are_ignored_silently(conf_dir):
+def test_other_extensions_are_ignored_silently_directories_reported(conf_dir):
     write(conf_dir, "10-a.conflist", conflist("a", "bridge"))
     for name in ("00-x.txt", "00-y.conf.bak", "00-z.CONF", "00-w.conflist~", "README"):
         write(conf_dir, name, conflist(name.replace(".", "_"), "bridge"))
     (conf_dir / "05-dir.conf").mkdir()
     ns = load_networks(str(conf_dir))
     assert ns.names == ["a"]
-    assert ns.skipped == ()
+    # a directory with a config name is what someone meant as a config: say why it is not one
+    assert [(s.path, "directory" in s.reason) for s in ns.skipped] == [(str(conf_dir / "05-dir.conf"), True)]
 
 
 def test_missing_conf_dir_is_an_empty_set_not_an_error(tmp_path):
