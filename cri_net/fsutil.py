@@ -7,7 +7,9 @@ temp file behind.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+import time
 
 TEMP_PREFIX = ".tmp-"
 
@@ -68,18 +70,28 @@ def is_temp(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
 
-def remove_stale_temps(directory: str) -> int:
-    """Delete temp files a crash left in `directory` (call before anything writes there)."""
+#: A temp file younger than this may be a write in progress by another process sharing the
+#: dir (the CNI hook writes into the cache dir cri-net serve shares), so it is left alone.
+STALE_TEMP_AGE = 300.0
+
+
+def remove_stale_temps(directory: str, min_age: float = STALE_TEMP_AGE) -> int:
+    """Delete temp files a crash left in `directory` that are older than `min_age` seconds."""
     removed = 0
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return 0
+    now = time.time()
     for name in names:
         if is_temp(name):
+            path = os.path.join(directory, name)
             try:
-                os.unlink(os.path.join(directory, name))
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < min_age:
+                    continue  # never ours (we only make files), or possibly still being written
+                os.unlink(path)
                 removed += 1
-            except OSError:  # gone meanwhile, or a directory: never ours (we only make files)
+            except OSError:  # gone meanwhile
                 pass
     return removed

@@ -65,7 +65,7 @@ class SandboxStore:
         """Read every record; returns the problems (unreadable files are kept aside, not lost)."""
         problems = []
         make_dirs(self.dir, 0o700)
-        if removed := remove_stale_temps(self.dir):
+        if removed := remove_stale_temps(self.dir, min_age=0):  # our own dir, read before any write
             kv(log, logging.WARNING, "removed temp files left by a crash", dir=self.dir, count=removed)
         for name in sorted(os.listdir(self.dir)):
             if not name.endswith(".json"):
