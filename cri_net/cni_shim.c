@@ -7,9 +7,12 @@
  * file when a C compiler is present, with -DFALLBACK="<the Python launcher>".
  *
  * Same rules as cni_wire.try_handoff: only ADD/DEL/CHECK/STATUS/GC are forwarded; the socket
- * is the config's "daemonSocket" (default /run/cri-net/cni.sock; "" or anything unusual: no
- * handoff); not delivered -> Python does the work; delivered but unanswered -> an ADD fails
- * with code 11 (never repeated behind the runtime's back), anything else runs in Python.
+ * is the config's own top-level "daemonSocket" (default /run/cri-net/cni.sock; "": no
+ * handoff; anything unusual: the Python launcher decides with a real JSON parser); no server
+ * (no socket file, or nobody listening) -> Python does the work; a busy server (full
+ * backlog) is waited for, up to CONNECT_WAIT; delivered but unanswered, or still busy -> an
+ * ADD fails with code 11 (never repeated behind the runtime's back), anything else runs in
+ * Python. Every wait on the socket is bounded.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -27,6 +31,8 @@
 
 #define DEFAULT_SOCKET "/run/cri-net/cni.sock"
 #define MAX_MESSAGE (16 * 1024 * 1024)
+#define CONNECT_WAIT 10 /* seconds; cni_wire.CONNECT_WAIT */
+#define CALL_TIMEOUT 110 /* seconds; cni_wire.CALL_TIMEOUT (under kubelet's 2 min CRI deadline) */
 
 extern char **environ;
 
@@ -68,33 +74,213 @@ static int write_all(int fd, const char *data, size_t len) {
     return 0;
 }
 
-static const char *find(const char *hay, size_t len, const char *needle, size_t from) {
-    size_t n = strlen(needle);
-    for (size_t i = from; i + n <= len; i++)
-        if (memcmp(hay + i, needle, n) == 0) return hay + i;
-    return NULL;
+/* ---- the plugin config's own top-level string keys -----------------------------------------
+ * containerd puts the pod's annotations (chosen by the pod's author) into the same stdin, so a
+ * key is only honoured at the top level of the config. This is a validating JSON scan: a
+ * definite answer is given only for a well-formed document that Python's json would read the
+ * same way; anything else (escapes in a key, exponents, deep nesting, a BOM, bad UTF-8...) is
+ * SCAN_UNUSUAL and the Python launcher decides with the real parser (cni_wire.socket_from_conf,
+ * which the unit tests hold this scanner to). */
+enum { SCAN_UNUSUAL = -1, SCAN_ABSENT = 0, SCAN_FOUND = 1 };
+#define SCAN_MAX_DEPTH 64
+#define SCAN_MAX_NUMBER 300 /* int and float conversions of shorter numbers never fail */
+
+struct scan { const unsigned char *p, *end; };
+
+static void scan_ws(struct scan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
 }
 
-/* The plain string value of a top-level key, as cni_wire.socket_from_conf reads it:
- * 1 and `out` set; 0 when the key is absent; -1 when it is unusual (off, escaped, twice). */
-static int string_value(const struct buf *in, const char *quoted_key, char *out, size_t outlen) {
-    const char *k = find(in->data, in->len, quoted_key, 0);
-    if (!k) return 0;
-    size_t klen = strlen(quoted_key), at = (size_t)(k - in->data);
-    if (find(in->data, in->len, quoted_key, at + 1)) return -1;
-    const char *p = k + klen, *end = in->data + in->len;
-    while (p < end && strchr(" \t\r\n", *p)) p++;
-    if (p >= end || *p != ':') return -1;
-    p++;
-    while (p < end && strchr(" \t\r\n", *p)) p++;
-    if (p >= end || *p != '"') return -1;
-    const char *v = ++p;
-    while (p < end && *p != '"') { if (*p == '\\') return -1; p++; }
-    size_t n = (size_t)(p - v);
-    if (p >= end || n == 0 || n >= outlen) return -1;
-    memcpy(out, v, n);
-    out[n] = 0;
-    return 1;
+static int scan_hex(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* length of one UTF-8 sequence as Python decodes it (surrogates pass, as json.loads allows); 0: invalid */
+static int scan_utf8(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    int n;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c == 0xE0) { n = 3; lo = 0xA0; }
+    else if (c >= 0xE1 && c <= 0xEF) n = 3;
+    else if (c == 0xF0) { n = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) n = 4;
+    else if (c == 0xF4) { n = 4; hi = 0x8F; }
+    else return 0;
+    if (end - p < n || p[1] < lo || p[1] > hi) return 0;
+    for (int i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return n;
+}
+
+/* a string at s->p (the opening quote): its raw bytes, and whether it holds escapes */
+static int scan_string(struct scan *s, const unsigned char **raw, size_t *len, int *escaped) {
+    const unsigned char *p = s->p + 1;
+    *raw = p;
+    *escaped = 0;
+    while (p < s->end) {
+        unsigned char c = *p;
+        if (c == '"') {
+            *len = (size_t)(p - *raw);
+            s->p = p + 1;
+            return 0;
+        }
+        if (c < 0x20) return -1;
+        if (c == '\\') {
+            *escaped = 1;
+            if (++p >= s->end) return -1;
+            c = *p;
+            if (c == 'u') {
+                if (s->end - p < 5 || !scan_hex(p[1]) || !scan_hex(p[2]) || !scan_hex(p[3]) || !scan_hex(p[4]))
+                    return -1;
+                p += 5;
+            } else if (c && strchr("\"\\/bfnrt", c)) {
+                p++;
+            } else {
+                return -1;
+            }
+            continue;
+        }
+        int n = scan_utf8(p, s->end);
+        if (!n) return -1;
+        p += n;
+    }
+    return -1;
+}
+
+static int scan_digits(struct scan *s) {
+    const unsigned char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
+    return s->p > start ? 0 : -1;
+}
+
+static int scan_number(struct scan *s) {
+    const unsigned char *start = s->p;
+    if (*s->p == '-') s->p++;
+    if (s->p < s->end && *s->p == '0') s->p++;
+    else if (scan_digits(s) < 0) return -1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (scan_digits(s) < 0) return -1;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) return -1; /* may overflow: Python decides */
+    return s->p - start <= SCAN_MAX_NUMBER ? 0 : -1;
+}
+
+static int scan_literal(struct scan *s, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) return -1;
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(struct scan *s, int depth) {
+    const unsigned char *raw;
+    size_t len;
+    int escaped;
+    if (s->p >= s->end) return -1;
+    switch (*s->p) {
+    case '"':
+        return scan_string(s, &raw, &len, &escaped);
+    case 't':
+        return scan_literal(s, "true");
+    case 'f':
+        return scan_literal(s, "false");
+    case 'n':
+        return scan_literal(s, "null");
+    case '{':
+    case '[': {
+        unsigned char close = *s->p == '{' ? '}' : ']';
+        if (depth >= SCAN_MAX_DEPTH) return -1;
+        s->p++;
+        scan_ws(s);
+        if (s->p < s->end && *s->p == close) { s->p++; return 0; }
+        for (;;) {
+            if (close == '}') {
+                if (s->p >= s->end || *s->p != '"' || scan_string(s, &raw, &len, &escaped) < 0) return -1;
+                scan_ws(s);
+                if (s->p >= s->end || *s->p != ':') return -1;
+                s->p++;
+                scan_ws(s);
+            }
+            if (scan_value(s, depth + 1) < 0) return -1;
+            scan_ws(s);
+            if (s->p >= s->end) return -1;
+            if (*s->p == close) { s->p++; return 0; }
+            if (*s->p != ',') return -1;
+            s->p++;
+            scan_ws(s);
+        }
+    }
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) return scan_number(s);
+        return -1;
+    }
+}
+
+/* The plain printable-ASCII string value of top-level `key` in a JSON object: SCAN_FOUND and
+ * `out` set, SCAN_ABSENT (empty input reads as {}, as the plugin reads it), or SCAN_UNUSUAL. */
+static int top_level_string(const char *data, size_t size, const char *key, char *out, size_t outlen) {
+    struct scan s = {(const unsigned char *)data, (const unsigned char *)data + size};
+    const unsigned char *raw;
+    size_t len, keylen = strlen(key);
+    int escaped, found = SCAN_ABSENT;
+    if (size == 0) return SCAN_ABSENT;
+    scan_ws(&s);
+    if (s.p >= s.end || *s.p != '{') return SCAN_UNUSUAL;
+    s.p++;
+    scan_ws(&s);
+    if (s.p < s.end && *s.p == '}') {
+        s.p++;
+    } else {
+        for (;;) {
+            if (s.p >= s.end || *s.p != '"' || scan_string(&s, &raw, &len, &escaped) < 0 || escaped)
+                return SCAN_UNUSUAL; /* an escaped key may spell `key` */
+            scan_ws(&s);
+            if (s.p >= s.end || *s.p != ':') return SCAN_UNUSUAL;
+            s.p++;
+            scan_ws(&s);
+            if (len == keylen && memcmp(raw, key, len) == 0) {
+                if (found || s.p >= s.end || *s.p != '"' || scan_string(&s, &raw, &len, &escaped) < 0 || escaped ||
+                    len >= outlen)
+                    return SCAN_UNUSUAL; /* twice, not a string, escaped or too long */
+                for (size_t i = 0; i < len; i++)
+                    if (raw[i] < 0x20 || raw[i] > 0x7e) return SCAN_UNUSUAL;
+                memcpy(out, raw, len);
+                out[len] = 0;
+                found = SCAN_FOUND;
+            } else if (scan_value(&s, 1) < 0) {
+                return SCAN_UNUSUAL;
+            }
+            scan_ws(&s);
+            if (s.p >= s.end) return SCAN_UNUSUAL;
+            if (*s.p == '}') { s.p++; break; }
+            if (*s.p != ',') return SCAN_UNUSUAL;
+            s.p++;
+            scan_ws(&s);
+        }
+    }
+    scan_ws(&s);
+    return s.p == s.end ? found : SCAN_UNUSUAL;
+}
+
+enum { CONNECTED, NO_SERVER, BUSY };
+
+/* Blocking connect, bounded by SO_SNDTIMEO: while the server's backlog is full the kernel
+ * queues the caller, and gives EAGAIN when CONNECT_WAIT has passed. Only a missing socket file
+ * or nobody listening (ECONNREFUSED) or an unusable path means "no server". The socket then
+ * keeps CALL_TIMEOUT for every read and write of the call. */
+static int connect_bounded(int fd, const struct sockaddr_un *addr) {
+    struct timeval wait = {.tv_sec = CONNECT_WAIT}, call = {.tv_sec = CALL_TIMEOUT};
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait) < 0) return NO_SERVER;
+    while (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
+        if (errno == EINTR) continue;
+        return errno == EAGAIN ? BUSY : NO_SERVER;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &call, sizeof call) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &call, sizeof call) < 0)
+        return BUSY;
+    return CONNECTED;
 }
 
 static void fallback(const struct buf *in, char **argv) {
@@ -110,6 +296,17 @@ static void fallback(const struct buf *in, char **argv) {
     exit(1);
 }
 
+#ifdef SCAN_TEST
+/* the unit tests' view of the scanner: prints "<result> <value>" for stdin */
+int main(void) {
+    struct buf in = {0};
+    char value[108] = "";
+    if (read_all(0, &in) < 0) return 2;
+    int found = top_level_string(in.data ? in.data : "", in.len, "daemonSocket", value, sizeof value);
+    printf("%d %s", found, value);
+    return 0;
+}
+#else
 int main(int argc, char **argv) {
     (void)argc;
     struct buf in = {0}, req = {0}, reply = {0};
@@ -121,26 +318,34 @@ int main(int argc, char **argv) {
         fallback(&in, argv);
 
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    int found = string_value(&in, "\"daemonSocket\"", addr.sun_path, sizeof addr.sun_path);
-    if (found < 0) fallback(&in, argv);
-    if (found == 0) strcpy(addr.sun_path, DEFAULT_SOCKET);
+    int found = top_level_string(in.data, in.len, "daemonSocket", addr.sun_path, sizeof addr.sun_path);
+    if (found == SCAN_UNUSUAL || (found == SCAN_FOUND && addr.sun_path[0] == 0)) fallback(&in, argv);
+    if (found == SCAN_ABSENT) strcpy(addr.sun_path, DEFAULT_SOCKET);
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) fallback(&in, argv);
+    if (fd < 0) fallback(&in, argv);
+    int busy = 0;
+    switch (connect_bounded(fd, &addr)) {
+    case CONNECTED: break;
+    case NO_SERVER: fallback(&in, argv); break;
+    case BUSY: busy = 1; break;
+    }
 
     if (append(&req, "CRINET1\n", 8) < 0) fallback(&in, argv);
     for (char **e = environ; *e; e++)
         if (strncmp(*e, "CNI_", 4) == 0 && append(&req, *e, strlen(*e) + 1) < 0) fallback(&in, argv);
     if (append(&req, "", 1) < 0 || append(&req, in.data, in.len) < 0) fallback(&in, argv);
 
-    int broken = write_all(fd, req.data, req.len) < 0 || shutdown(fd, SHUT_WR) < 0 || read_all(fd, &reply) < 0;
+    int broken = busy || write_all(fd, req.data, req.len) < 0 || shutdown(fd, SHUT_WR) < 0 ||
+                 read_all(fd, &reply) < 0;
     char *nl = (broken || reply.len == 0) ? NULL : memchr(reply.data, '\n', reply.len);
     if (!nl || nl == reply.data) {
         if (strcmp(cmd, "ADD") != 0) fallback(&in, argv); /* idempotent: safe to run again here */
         char version[64];
-        if (string_value(&in, "\"cniVersion\"", version, sizeof version) != 1) strcpy(version, "1.0.0");
-        printf("{\"cniVersion\":\"%s\",\"code\":11,\"msg\":\"%s: no answer from cri-net serve\"}\n",
-               version, addr.sun_path);
+        if (top_level_string(in.data, in.len, "cniVersion", version, sizeof version) != SCAN_FOUND || !version[0])
+            strcpy(version, "1.0.0");
+        printf("{\"cniVersion\":\"%s\",\"code\":11,\"msg\":\"%s: %s\"}\n", version, addr.sun_path,
+               busy ? "cri-net serve is busy" : "no answer from cri-net serve");
         return 1;
     }
     *nl = 0;
@@ -149,3 +354,4 @@ int main(int argc, char **argv) {
     if (write_all(1, reply.data + head, reply.len - head) < 0) return 1;
     return rc;
 }
+#endif

@@ -2,7 +2,9 @@
 
 The socket accepts `unix:///path` or a bare path, is created 0660, is never taken over from a
 live server (a stale file is removed), and carries 16 MiB messages both ways as kubelet and
-crictl do. SIGTERM/SIGINT finish in-flight requests, close the socket and remove it.
+crictl do. SIGTERM/SIGINT stop both sockets (CRI and cni.sock) accepting, let in-flight calls
+on either finish within a grace period, then remove the sockets. Only a socket is ever replaced:
+anything else at a listen path is an error naming it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from concurrent import futures
@@ -22,7 +25,7 @@ from ..network import NetworkModule
 from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
 from .cni_endpoint import CNIEndpoint
 from .sandbox import SandboxManager
-from .service import ImageService, RuntimeService
+from .service import ImageService, RuntimeService, worker_count
 
 log = logging.getLogger("cri_net.server")
 
@@ -50,9 +53,22 @@ def cni_socket_path(settings: Settings) -> str | None:
     return socket_path(settings.cni_listen)
 
 
+def check_socket_path(path: str) -> bool:
+    """True when a socket file is at `path`, False when nothing is; ServeError naming the path
+    for anything else (a regular file, a directory, a symlink...): only a socket is ours to
+    replace, and a refused connection to a non-socket says nothing about it being stale."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(mode):
+        raise ServeError(f"{path} exists and is not a socket; refusing to replace it (remove it or pick another path)")
+    return True
+
+
 def claim_socket(path: str) -> None:
-    """Refuse a live socket; remove a stale one."""
-    if not os.path.exists(path):
+    """Refuse a live socket or anything that is not a socket; remove a stale socket."""
+    if not check_socket_path(path):
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,12 +88,13 @@ def claim_socket(path: str) -> None:
 class Server:
     """Owns the network module, the sandbox manager and the gRPC server."""
 
-    def __init__(self, settings: Settings, workers: int = 32) -> None:
+    def __init__(self, settings: Settings, workers: int | None = None) -> None:
         self.settings = settings
         self.path = socket_path(settings.listen)
         self.module = NetworkModule.init(settings, kinds=("cri",), watch=True)
         self.manager = SandboxManager(settings, self.module)
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers or worker_count(),
+                                                                  thread_name_prefix="rpc"),
                                 options=[("grpc.max_send_message_length", MAX_MESSAGE),
                                          ("grpc.max_receive_message_length", MAX_MESSAGE)])
         pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(self.manager), self.grpc)
@@ -90,9 +107,11 @@ class Server:
 
     def start(self) -> None:
         start = time.monotonic()
-        claim_socket(self.path)  # first: a refused second server must not touch the live one's pods
-        if self.cni_endpoint is not None:
-            claim_socket(self.cni_endpoint.path)
+        paths = [self.path] + ([self.cni_endpoint.path] if self.cni_endpoint is not None else [])
+        for path in paths:  # nothing is touched unless both paths are usable
+            check_socket_path(path)
+        for path in paths:  # first: a refused second server must not touch the live one's pods
+            claim_socket(path)
         counts = self.manager.reconcile()
         old_umask = os.umask(0o117)  # the socket is born 0660
         try:
@@ -128,10 +147,12 @@ class Server:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        kv(log, logging.INFO, "shutting down", socket=self.path)
-        self.grpc.stop(grace).wait()
+        kv(log, logging.INFO, "shutting down", socket=self.path, grace_s=grace)
+        # both sockets stop accepting at once; calls in flight on either get `grace` to finish
+        grpc_done = self.grpc.stop(grace)
         if self.cni_endpoint is not None:
-            self.cni_endpoint.stop()
+            self.cni_endpoint.stop(grace)
+        grpc_done.wait(grace + 1.0)
         self.module.exit()
         if self._bound:  # never remove a socket that another server owns
             try:

@@ -21,6 +21,7 @@ from ..log import kv
 from ..network.errors import InvalidRequestError, NetworkApiError, NetworkNotReadyError
 from ..cri.pb.runtime.v1 import api_pb2 as pb
 from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
+from .admission import Admission, Busy
 from .sandbox import PodRequest, SandboxExistsError, SandboxManager, SandboxNotFoundError
 from .store import SandboxRecord
 
@@ -76,6 +77,43 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+#: Pod starts running plugins at once, and waiting for a slot; the rest are refused at once.
+SETUP_RUNNING, SETUP_WAITING = 16, 32
+#: Stops and removes (DELs) have their own slots: a flood of hung starts never blocks teardown.
+TEARDOWN_RUNNING, TEARDOWN_WAITING = 8, 16
+#: gRPC workers always left for the RPCs that run no plugin (Version, Status, List...).
+CHEAP_WORKERS = 16
+#: The longest an RPC waits for a slot when its caller set no deadline.
+MAX_SLOT_WAIT = 120.0
+
+
+def _gated(gate: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run the RPC in a slot of the service's `gate` admission; RESOURCE_EXHAUSTED when too
+    many are running and waiting, UNAVAILABLE when no slot freed up within the caller's deadline."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: "RuntimeService", request: Any, context: grpc.ServicerContext) -> Any:
+            remaining = context.time_remaining()
+            wait = MAX_SLOT_WAIT if remaining is None else min(MAX_SLOT_WAIT, remaining)
+            try:
+                with getattr(self, gate).slot(wait):
+                    return method(self, request, context)
+            except Busy as exc:
+                kv(log, logging.WARNING, "rpc refused", rpc=method.__name__, error=str(exc))
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED if exc.full else grpc.StatusCode.UNAVAILABLE,
+                              clamp(f"{method.__name__}: {exc}"))
+
+        wrapper.__name__ = method.__name__
+        return wrapper
+
+    return wrap
+
+
+def worker_count() -> int:
+    """gRPC workers: every admitted or waiting plugin RPC, plus the ones kept for cheap RPCs."""
+    return SETUP_RUNNING + SETUP_WAITING + TEARDOWN_RUNNING + TEARDOWN_WAITING + CHEAP_WORKERS
+
+
 def _unimplemented(name: str) -> Callable[..., Any]:
     def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {UNIMPLEMENTED_MSG}")
@@ -108,6 +146,8 @@ def _metadata(record: SandboxRecord) -> pb.PodSandboxMetadata:
 class RuntimeService(pb_grpc.RuntimeServiceServicer):
     def __init__(self, manager: SandboxManager) -> None:
         self.manager = manager
+        self.setup = Admission("pod starts", SETUP_RUNNING, SETUP_WAITING)
+        self.teardown = Admission("pod stops and removals", TEARDOWN_RUNNING, TEARDOWN_WAITING)
 
     @_guard
     def Version(self, request: pb.VersionRequest, context: grpc.ServicerContext) -> pb.VersionResponse:
@@ -136,17 +176,20 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             })
         return pb.StatusResponse(status=status, info=info)
 
+    @_gated("setup")
     @_guard
     def RunPodSandbox(self, request: pb.RunPodSandboxRequest, context: grpc.ServicerContext) -> pb.RunPodSandboxResponse:
         if not request.HasField("config") or not request.config.HasField("metadata"):
             raise InvalidRequestError("config.metadata", "required")
         return pb.RunPodSandboxResponse(pod_sandbox_id=self.manager.run(_pod_request(request)))
 
+    @_gated("teardown")
     @_guard
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest, context: grpc.ServicerContext) -> pb.StopPodSandboxResponse:
         self.manager.stop(request.pod_sandbox_id)
         return pb.StopPodSandboxResponse()
 
+    @_gated("teardown")
     @_guard
     def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest,
                          context: grpc.ServicerContext) -> pb.RemovePodSandboxResponse:

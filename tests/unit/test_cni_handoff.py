@@ -240,13 +240,19 @@ def test_handed_over_call_loads_no_json_and_no_network_stack(node: Node, endpoin
     (b'{"daemonSocket" :\n "/run/x/cni.sock"}', "/run/x/cni.sock"),
     (b'{"daemonSocket": ""}', None),                     # off
     (b'{"daemonSocket": null}', None),                   # not a string: the real parser reports it
-    (b'{"daemonSocket": "/run/\\u0078.sock"}', None),  # escapes: the real parser decides
-    (b'{"daemonSocket": "/a", "runtimeConfig": {"daemonSocket": "/b"}}', None),  # ambiguous
+    (b'{"daemonSocket": "/run/\\u0078.sock"}', "/run/x.sock"),  # escapes: decoded as JSON does
+    (b'{"daemonSocket": "/a", "runtimeConfig": {"daemonSocket": "/b"}}', "/a"),  # only the top level
+    (b'{"runtimeConfig": {"io.kubernetes.cri.pod-annotations": {"daemonSocket": "/evil"}}}',
+     cni_wire.DEFAULT_SOCKET),  # a pod annotation is never the plugin's key
+    (b'{"daemon\\u0053ocket": "/a"}', "/a"),  # an escaped key is still the key
+    (b'{"daemonSocket": "/a", "daemonSocket": "/b"}', None),  # twice: trust neither
+    (b'{"daemonSocket": "/a"} {"daemonSocket": "/b"}', None),  # not one JSON document
+    (b'{"daemonSocket": "/a", "x": NaN}', None),  # the plugin's parser refuses NaN
     # inside a string the quotes are escaped: not the key, so the default
     (b'{"annotations": {"k": "\\"daemonSocket\\": \\"/evil\\""}}', cni_wire.DEFAULT_SOCKET),
     (b'{"daemonSocket": "/run/unterminated', None),
 ])
-def test_socket_is_read_from_the_config_without_a_json_parser(conf: bytes, want: str | None) -> None:
+def test_socket_is_the_configs_own_top_level_key(conf: bytes, want: str | None) -> None:
     assert cni_wire.socket_from_conf(conf) == want
 
 
