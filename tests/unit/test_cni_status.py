@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -173,6 +174,15 @@ def test_a_stale_answer_is_served_while_the_background_refresh_runs(node: Node, 
     err = json.loads(out)
     assert err["code"] == 51 and "cri-net network 'extra-a'" in err["msg"]
     assert "half the fabric is down" in err["msg"]
+    wait_for_refreshes()
+
+
+def wait_for_refreshes(timeout: float = 10.0) -> None:
+    """No refresh thread may outlive its test (it would run plugins with the next test's env)."""
+    deadline = time.monotonic() + timeout
+    while any(t.name.startswith("cni-status-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a STATUS refresh thread is stuck"
+        time.sleep(0.05)
 
 
 def test_a_changed_network_is_probed_again_at_once(node: Node, endpoint: CNIEndpoint) -> None:
