@@ -263,8 +263,9 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
             adaptor.check(inv.request())
             return None
         if command == "STATUS":
-            if not adaptor.ready():
-                raise PluginFailure(NOT_AVAILABLE, f"no usable network config in {adaptor.operator.conf_dir}")
+            from .cni_status import check_status
+
+            check_status(adaptor)  # CNIError 50/51 naming the network, answered below
             return None
         if command == "GC":
             gc(inv, adaptor)

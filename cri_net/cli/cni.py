@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 COMMANDS = ("add", "check", "del", "status", "gc", "version")
 DEFAULT_NET_DIR = "/etc/cni/net.d"
@@ -22,9 +22,33 @@ class UsageError(Exception):
     """Bad command-line input (environment variables included)."""
 
 
+def go_abs(path: str, environ: Mapping[str, str] | None = None) -> str:
+    """Go's filepath.Abs: relative paths join the working directory as os.Getwd reports it
+    ($PWD when it names the current directory, so a symlinked cwd gives the same path as
+    cnitool), then Clean, which also folds a leading "//" that POSIX normpath keeps."""
+    if not os.path.isabs(path):
+        env = os.environ if environ is None else environ
+        cwd = os.getcwd()
+        pwd = env.get("PWD", "")
+        try:
+            if pwd.startswith("/") and os.path.samestat(os.stat(pwd), os.stat(".")):
+                cwd = pwd
+        except OSError:
+            pass
+        path = os.path.join(cwd, path)
+    path = os.path.normpath(path)
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
 def container_id_for(netns: str) -> str:
     """cnitool's container id for a netns path."""
-    return "cnitool-" + hashlib.sha512(os.path.abspath(netns).encode()).hexdigest()[:20]
+    return "cnitool-" + hashlib.sha512(go_abs(netns).encode()).hexdigest()[:20]
+
+
+def split_path_list(value: str) -> list[str]:
+    """Go's filepath.SplitList: "" is no dirs; otherwise every ':'-separated entry, empty
+    ones included, so CNI_PATH reaches the plugins exactly as given ("a::b" stays "a::b")."""
+    return value.split(":") if value else []
 
 
 def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
@@ -39,12 +63,15 @@ def parse_cni_args(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def parse_cap_args(text: str) -> dict[str, Any]:
+    """CAP_ARGS as cnitool decodes it into a Go map: a JSON object, or `null` (no args)."""
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"CAP_ARGS is not valid JSON: {exc}") from None
+    if value is None:
+        return {}
     if not isinstance(value, dict):
-        raise UsageError("CAP_ARGS must be a JSON object")
+        raise UsageError(f"CAP_ARGS must be a JSON object or null, not a JSON {type(value).__name__}")
     return value
 
 
@@ -55,6 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("command", choices=COMMANDS)
     p.add_argument("network")
     p.add_argument("netns", nargs="?", default="", help="netns path (required for add, check, del)")
+    p.add_argument("-i", "--ifname", default="", help="interface name (default: $CNI_IFNAME, else eth0)")
     p.add_argument("--cache-dir", default="/var/lib/cni", help="result cache dir (default %(default)s)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
     p.set_defaults(func=run)
@@ -73,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         finally:  # a broken file is reported (on stderr: stdout stays cnitool's JSON), never fatal
             for s in skipped:
                 print(f"cri-net cni: skipped {s.path}: {s.reason.removeprefix(s.path + ': ')}", file=sys.stderr)
-        cni = libcni.CNI([d for d in env.get("CNI_PATH", "").split(":") if d], cache_dir=args.cache_dir,
+        cni = libcni.CNI(split_path_list(env.get("CNI_PATH", "")), cache_dir=args.cache_dir,
                          timeout=args.timeout)
         if args.command == "status":
             cni.status_network_list(net)
@@ -87,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
                          "plugins": [{"type": t, "supportedVersions": list(cni.version_info(t).supported_versions)}
                                      for t in dict.fromkeys(net.plugin_types)]})
             return 0
-        netns = os.path.abspath(args.netns)
+        netns = go_abs(args.netns)
         rt = libcni.RuntimeConf(
             container_id=container_id_for(netns), netns=netns,
-            ifname=env["CNI_IFNAME"] if "CNI_IFNAME" in env else "eth0",
+            ifname=args.ifname or env.get("CNI_IFNAME") or "eth0",  # cnitool 1.3: flag, then env, "" = eth0
             args=parse_cni_args(env["CNI_ARGS"]) if env.get("CNI_ARGS") else (),
             capability_args=parse_cap_args(env["CAP_ARGS"]) if env.get("CAP_ARGS") else {},
         )

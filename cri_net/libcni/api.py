@@ -79,12 +79,23 @@ def validate_interface_name(ifname: str) -> None:
 
 
 def validate_runtime_conf(network: str, rt: RuntimeConf) -> None:
-    """What every operation checks before a plugin runs: names that could escape the cache
-    dir or break the plugin's environment are refused, naming what is wrong."""
+    """What ADD checks before a plugin runs (as Go's addNetwork): names that could escape the
+    cache dir or break the plugin's environment are refused, naming what is wrong."""
     validate_container_id(rt.container_id)
     validate_network_name(network)
     validate_interface_name(rt.ifname)
+    validate_encodable(rt)
+
+
+def validate_encodable(rt: RuntimeConf) -> None:
+    """What CHECK and DEL check: only what cannot reach a plugin intact (NUL bytes, CNI_ARGS
+    pairs that do not survive K=V;K=V). Go checks names on ADD only, so an attachment made
+    under older rules can still be checked and torn down; the cache is never read or written
+    through a name that is not one path component (ResultCache.path)."""
     code = ErrorCode.INVALID_ENVIRONMENT_VARIABLES
+    for what, value in (("containerID", rt.container_id), ("interface name", rt.ifname)):
+        if "\0" in value:
+            raise CNIError(code, f"{what} contains a NUL byte")
     if "\0" in rt.netns:
         raise CNIError(code, "netns path contains a NUL byte")
     for key, value in rt.args:
@@ -207,7 +218,7 @@ class CNI:
             return None
 
     def _del(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], rt: RuntimeConf) -> None:
-        validate_runtime_conf(network, rt)
+        validate_encodable(rt)
         with self._locks.shared(network):
             prev = self._cached_prev(network, cni_version, rt) if version.at_least(cni_version, "0.4.0") else None
             self._del_chain(network, cni_version, plugins, rt, prev)
@@ -246,16 +257,19 @@ class CNI:
                            f'configuration version "{cni_version}" does not support the CHECK command')
         if disable_check:
             return
-        validate_runtime_conf(network, rt)
-        prev = self._cached_result(network, cni_version, rt)
+        validate_encodable(rt)
+        prev = self._cached_result(network, cni_version, rt, strict=True)
         for plugin in plugins:
             self._exec(plugin, "CHECK", network, self._stdin_values(plugin, network, cni_version, prev, rt), rt)
 
-    def _cached_result(self, network: str, cni_version: str, rt: RuntimeConf) -> Result | None:
-        raw = self.cache.read_result(network, rt.container_id, rt.ifname)
-        if raw is None:
-            return None
+    def _cached_result(self, network: str, cni_version: str, rt: RuntimeConf, strict: bool = False) -> Result | None:
+        """The cached result in `cni_version`; None when nothing is cached. `strict` (CHECK, as
+        Go's getCachedResult): a cache file that exists but holds no decodable result is an
+        error, never "no prevResult"."""
         try:
+            raw = self.cache.read_result(network, rt.container_id, rt.ifname, strict=strict)
+            if raw is None:
+                return None
             return convert(parse_result(raw, cni_version), cni_version)
         except CNIError as exc:
             raise CNIError(exc.code, f'failed to get network "{network}" cached result: {exc.msg}') from exc
@@ -317,7 +331,8 @@ class CNI:
                     try:
                         self._exec(plugin, "GC", net.name, values, None)
                     except CNIError as exc:
-                        errors.append(f"failed to GC plugin {plugin.type}: {exc}")
+                        cause = exc.cause if isinstance(exc, PluginError) else exc  # Go: the plugin's own error
+                        errors.append(f"failed to GC plugin {plugin.type}: {cause}")
         if errors:
             raise CNIError(ErrorCode.INTERNAL, "; ".join(errors))
 
@@ -388,11 +403,14 @@ class CNI:
 
 
 def _decode_result(stdout: bytes, conf_version: str) -> Result:
-    """A plugin's result; one without cniVersion takes the config's (Go's fixupResultVersion)."""
+    """A plugin's result; one whose cniVersion is missing, empty or not a string takes the
+    config's (Go's fixupResultVersion only keeps a non-empty string)."""
     try:
         obj = rawjson.loads(stdout)
     except ValueError as exc:
         raise CNIError(ErrorCode.DECODING_FAILURE, f"failed to unmarshal raw result: {exc}") from None
     if obj is None:
         obj = {}
+    if isinstance(obj, dict) and not (isinstance(obj.get("cniVersion"), str) and obj["cniVersion"]):
+        obj = {**obj, "cniVersion": conf_version or "0.1.0"}
     return parse_result(obj, conf_version)

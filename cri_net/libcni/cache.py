@@ -138,6 +138,10 @@ class ResultCache:
         self.results_dir = os.path.join(cache_dir, "results")
 
     def path(self, network: str, container_id: str, ifname: str) -> str:
+        if not network or not container_id or not ifname:  # Go's getCacheFilePath refuses these too
+            raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES,
+                           f"cache file path requires network name ({_go_q(network)}), container ID "
+                           f"({_go_q(container_id)}), and interface name ({_go_q(ifname)})")
         name = f"{_component(network, 'network name')}-{_component(container_id, 'container id')}-" \
                f"{_component(ifname, 'interface name')}"
         return os.path.join(self.results_dir, name)
@@ -170,19 +174,34 @@ class ResultCache:
         data = self.read_raw(network, container_id, ifname)
         return None if data is None else decode_record(data)
 
-    def read_result(self, network: str, container_id: str, ifname: str) -> dict[str, Any] | None:
-        """The cached result object; a file that is not cniCacheV1 is a legacy raw result."""
+    def read_result(self, network: str, container_id: str, ifname: str,
+                    strict: bool = False) -> dict[str, Any] | None:
+        """The cached result object; a file that is not cniCacheV1 is a legacy raw result.
+
+        Lenient (DEL, queries): anything unusable reads as None. `strict` (CHECK, as Go's
+        getCachedResult): only a missing file is None; names that make no cache path and a
+        file holding no decodable result raise, so CHECK never runs without its prevResult."""
+        if strict and (not network or not container_id or not ifname):
+            self.path(network, container_id, ifname)  # raises, naming the empty part
         data = self.read_raw(network, container_id, ifname)
         if data is None:
             return None
         record = decode_record(data)
         if record is not None:
-            return record.result or None
+            return record.result or ({} if strict else None)
         try:
             legacy = rawjson.loads(data)
-        except ValueError:
+        except ValueError as exc:
+            if strict:
+                raise CNIError(ErrorCode.DECODING_FAILURE, f"decoding version from network config: {exc}") from None
             return None
-        return legacy if isinstance(legacy, dict) else None
+        if isinstance(legacy, dict):
+            return legacy
+        if strict:
+            raise CNIError(ErrorCode.DECODING_FAILURE,
+                           f"decoding version from network config: cached result is a JSON {type(legacy).__name__}, "
+                           "not an object")
+        return None
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:
         """Remove a cache entry; absent (or never cacheable) is fine, other failures raise CacheError."""
@@ -236,6 +255,11 @@ class ResultCache:
                 capability_args=record.capability_args, owner=record.owner,
             ))
         return out
+
+
+def _go_q(value: str) -> str:
+    """Go's %q of a plain string, near enough for an error message."""
+    return rawjson.go_dumps(value)
 
 
 def decode_record(data: bytes) -> CacheRecord | None:

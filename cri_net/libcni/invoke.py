@@ -79,7 +79,9 @@ def find_in_path(plugin: str, paths: Sequence[str]) -> str:
     for directory in paths:
         candidate = os.path.join(directory, plugin)
         if os.path.isfile(candidate):
-            return candidate
+            # an empty entry (CNI_PATH "a::b") is the working dir, as in Go; run the very file
+            # found there, never a same-named one that exec would look up in $PATH
+            return candidate if directory else os.path.abspath(candidate)
     raise PluginNotFoundError(f'failed to find plugin "{plugin}" in path [{" ".join(paths)}]', plugin)
 
 
