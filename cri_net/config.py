@@ -65,7 +65,7 @@ class ConfigFileError(ValueError):
 
 
 def load_file(path: str) -> dict[str, Any]:
-    from .libcni.fileread import FileReadError, read_regular  # not at import: libcni is heavy
+    from .fsutil import FileReadError, read_regular  # not at import: libcni is heavy
 
     try:
         data = read_regular(path, MAX_CONFIG_FILE_SIZE)  # a FIFO or /dev/zero here must not hang serve

@@ -12,6 +12,10 @@ import sys
 import time
 from typing import Any
 
+from .libcni.logfields import kv  # one convention for the library and the rest
+
+__all__ = ["KeyValueFormatter", "JSONFormatter", "setup", "kv"]
+
 
 def _quote(value: Any) -> str:
     text = str(value)
@@ -52,7 +56,3 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
 
 
-def kv(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
-    """Log `msg` with structured `fields`, skipping the work when the level is off."""
-    if logger.isEnabledFor(level):
-        logger.log(level, msg, extra={"fields": fields})

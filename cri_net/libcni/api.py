@@ -24,7 +24,7 @@ from .conf import NetworkConfigList, PluginConfig
 from .errors import CNIError, ErrorCode, PluginError
 from .invoke import Executor, PluginArgs, PluginInfo, decode_version_info, find_in_path
 from .result import Result, convert, parse_result
-from ..log import kv
+from .logfields import kv
 
 log = logging.getLogger("cri_net.libcni")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..fsutil import atomic_write, is_temp
-from ..log import kv
+from .atomic import atomic_write, is_temp
+from .logfields import kv
 from . import rawjson
 from .errors import CacheError, CNIError, ErrorCode
 from .fileread import FileReadError, read_regular

@@ -21,10 +21,9 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..config import Settings
-from ..fsutil import atomic_write, remove_stale_temps
+from ..fsutil import atomic_write, read_regular, remove_stale_temps
 from ..keyed_locks import KeyedLocks
 from ..libcni import CNIError, GCAttachment, version
-from ..libcni.fileread import read_regular
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import AttachError, InvalidRequestError, NetworkApiError

@@ -10,8 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..fsutil import atomic_write, make_dirs, remove_stale_temps
-from ..libcni.fileread import read_regular
+from ..fsutil import atomic_write, make_dirs, read_regular, remove_stale_temps
 from ..log import kv
 from ..network.models import ExtraNet, NetworkApiConf
 
