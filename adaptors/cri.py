@@ -33,7 +33,7 @@ from .planes import attach_all, cached_planes, detach_all, ifname_key, merge_dir
 
 log = logging.getLogger("cri_net.adaptors.cri")
 
-POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
+POD_ANNOTATIONS_CAP = annotations.CAP_POD_ANNOTATIONS
 #: owner tags of the attachments this adaptor makes: cri-net serve's pods, and pods a runtime
 #: hands to cri-net through its CNI hook
 OWNER_POD = "cri-net/pod"

@@ -29,7 +29,7 @@ containerds stopped:
 
 1. start-up: VERSION wall time (median of 30) of the launcher, of cri-net-cni itself, of a Go
    plugin (bridge), and bare interpreter starts; `python -X importtime -c "import
-   cri_net.cni_plugin"` and the same for everything an ADD imports.
+   cri_net.plugin.handler"` and the same for everything an ADD imports.
 2. cri-net-cni ADD / DEL invoked directly (the replayed stdin, a real netns, the real inner
    bridge + host-local + portmap), and the same call in an instrumented child that splits the
    wall time into interpreter start, imports, cri-net's own Python work, and the inner
@@ -235,7 +235,7 @@ CHILD_TIMED = r"""
 import time
 t_py, w_py = time.monotonic(), time.time()
 import json, os, sys
-import cri_net.cni_plugin as plugin
+import cri_net.plugin.handler as plugin
 t_plugin = time.monotonic()
 import adaptors.cri, cri_net.config, cri_net.network, cri_net.libcni, cri_net.operator  # what ADD/DEL import lazily
 t_imports = time.monotonic()
@@ -264,10 +264,10 @@ import cProfile, io, sys
 data = sys.stdin.buffer.read()
 sys.stdin = io.TextIOWrapper(io.BytesIO(data))
 if sys.argv[2] == "warm":
-    import cri_net.cni_plugin, adaptors.cri, cri_net.config, cri_net.network, cri_net.libcni, cri_net.operator
+    import cri_net.plugin.handler, adaptors.cri, cri_net.config, cri_net.network, cri_net.libcni, cri_net.operator
 prof = cProfile.Profile()
 prof.enable()
-import cri_net.cni_plugin as plugin
+import cri_net.plugin.handler as plugin
 rc = plugin.main()
 prof.disable()
 prof.dump_stats(sys.argv[1])
@@ -277,7 +277,7 @@ sys.exit(rc)
 #: A server-like process: imports done once, then ADD/DEL pairs. argv: fd, job JSON path.
 CHILD_WARM = r"""
 import json, os, sys, time
-import cri_net.cni_plugin as plugin
+import cri_net.plugin.handler as plugin
 import adaptors.cri, cri_net.config, cri_net.network, cri_net.libcni, cri_net.operator
 from cri_net.libcni import invoke
 _run = invoke.Executor.run
@@ -322,13 +322,13 @@ os.write(int(sys.argv[1]), json.dumps(out).encode())
 """
 
 #: Everything ADD/DEL imports, in one process, piece by piece (so the pieces add up):
-#: cri_net.cni_plugin, the stdlib the path needs, tenacity, pydantic, then cri-net's modules
+#: cri_net.plugin.handler, the stdlib the path needs, tenacity, pydantic, then cri-net's modules
 #: (of which: time inside pydantic model class creation, entry-point scan included).
 CHILD_IMPORT_SPLIT = r"""
 import time
 clock = time.perf_counter
 marks = {}
-t0 = clock(); import cri_net.cni_plugin; marks["cni_plugin"] = clock() - t0
+t0 = clock(); import cri_net.plugin.handler; marks["cni_plugin"] = clock() - t0
 t0 = clock(); @STDLIB@; marks["stdlib"] = clock() - t0
 t0 = clock(); import tenacity; marks["tenacity"] = clock() - t0
 t0 = clock(); from pydantic import BaseModel; from pydantic._internal import _model_construction as mc; marks["pydantic"] = clock() - t0
@@ -382,7 +382,7 @@ class Bench:
         if not args.no_bytecode_cache:
             os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
             os.environ["PYTHONPYCACHEPREFIX"] = str(self.pycache)
-            sh(PYTHON, "-c", "import cri_net.cni_plugin, adaptors.cri, cri_net.config, cri_net.network", cwd="/")
+            sh(PYTHON, "-c", "import cri_net.plugin.handler, adaptors.cri, cri_net.config, cri_net.network", cwd="/")
         self.results["bytecode"] = {
             "cache": "none (caller's env)" if args.no_bytecode_cache else f"PYTHONPYCACHEPREFIX={self.pycache}",
             "caller_PYTHONDONTWRITEBYTECODE": self.caller_env.get("PYTHONDONTWRITEBYTECODE"),
@@ -411,7 +411,7 @@ class Bench:
              "capabilities": {"io.kubernetes.cri.pod-annotations": True, "portMappings": True}}]}
         self.results["mode"] = args.mode
         if self.handoff:
-            from cri_net.cni_launcher import install
+            from cri_net.plugin.launcher import install
 
             install(str(self.launcher_dir), ".cri-net-fast", python=PYTHON, native=args.launcher == "native")
             self.results["launcher"] = args.launcher
@@ -817,8 +817,8 @@ class Bench:
         self.results["startup"] = {k: {"median": med(v), "p90": pct(v, 90)} for k, v in samples.items()}
         # interpreter tear-down: from the last statement to the parent seeing the exit
         exits = {"exit_bare": "import time; print(time.monotonic())",
-                 "exit_loaded": "import cri_net.cni_plugin, adaptors.cri, time; print(time.monotonic())",
-                 "exit_loaded_os_exit": "import cri_net.cni_plugin, adaptors.cri, time, os, sys; "
+                 "exit_loaded": "import cri_net.plugin.handler, adaptors.cri, time; print(time.monotonic())",
+                 "exit_loaded_os_exit": "import cri_net.plugin.handler, adaptors.cri, time, os, sys; "
                                         "print(time.monotonic()); sys.stdout.flush(); os._exit(0)"}
         ex: dict[str, list[float]] = {k: [] for k in exits}
         for i in range(self.args.import_runs + 1):
@@ -833,19 +833,19 @@ class Bench:
         n = self.args.import_runs
         cands: dict[str, list[str] | tuple[list[str], dict[str, str]]] = {
             "baseline": [PYTHON, "-c", "pass"],
-            "cri_net.cni_plugin": [PYTHON, "-c", "import cri_net.cni_plugin"],
+            "cri_net.plugin.handler": [PYTHON, "-c", "import cri_net.plugin.handler"],
             "pydantic (BaseModel)": [PYTHON, "-c", "from pydantic import BaseModel"],
             "pydantic_core": [PYTHON, "-c", "import pydantic_core"],
             "tenacity": [PYTHON, "-c", "import tenacity"],
             "cri_net.config": [PYTHON, "-c", "import cri_net.config"],
             "cri_net.libcni": [PYTHON, "-c", "import cri_net.libcni"],
             "cri_net.network": [PYTHON, "-c", "import cri_net.network"],
-            "adaptors.cri (all of ADD)": [PYTHON, "-c", "import cri_net.cni_plugin, adaptors.cri"],
+            "adaptors.cri (all of ADD)": [PYTHON, "-c", "import cri_net.plugin.handler, adaptors.cri"],
             "adaptors.cri, PYDANTIC_DISABLE_PLUGINS=__all__": (
-                [PYTHON, "-c", "import cri_net.cni_plugin, adaptors.cri"],
+                [PYTHON, "-c", "import cri_net.plugin.handler, adaptors.cri"],
                 {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "__all__"}),
             "adaptors.cri, caller's env (no bytecode cache)": (
-                [PYTHON, "-c", "import cri_net.cni_plugin, adaptors.cri"], self.caller_env),
+                [PYTHON, "-c", "import cri_net.plugin.handler, adaptors.cri"], self.caller_env),
             "stdlib the ADD path needs": [PYTHON, "-c", STDLIB_SET],
             "grpc": [PYTHON, "-c", "import grpc"],
             "baseline -I -S": [PYTHON, "-I", "-S", "-c", "pass"],
@@ -867,8 +867,8 @@ class Bench:
         self.results["imports"] = out
         # -X importtime
         it: dict[str, Any] = {}
-        for key, stmt in (("bare", "pass"), ("cni_plugin", "import cri_net.cni_plugin"),
-                          ("add_path", "import cri_net.cni_plugin, adaptors.cri")):
+        for key, stmt in (("bare", "pass"), ("cni_plugin", "import cri_net.plugin.handler"),
+                          ("add_path", "import cri_net.plugin.handler, adaptors.cri")):
             proc = sh(PYTHON, "-X", "importtime", "-c", stmt, cwd="/")
             rows = parse_importtime(proc.stderr)
             it[key] = {"top_cumulative": top_imports(rows, "cum", 14), "top_self": top_imports(rows, "self", 12),
@@ -994,7 +994,7 @@ def summarize_profile(path: str) -> dict[str, Any]:
         "attach": cum(lambda f, fn: f.endswith("adaptors/cri.py") and fn == "attach"),
         "plugin_execs": cum(lambda f, fn: f.endswith("libcni/invoke.py") and fn == "run"),
         "popen_spawn": cum(lambda f, fn: f.endswith("subprocess.py") and fn == "_execute_child"),
-        "combined_result": cum(lambda f, fn: f.endswith("cni_plugin.py") and fn == "combined_result"),
+        "combined_result": cum(lambda f, fn: f.endswith("plugin/handler.py") and fn == "combined_result"),
         "pydantic_self": pyd_self,
         "top_cumulative": [[label(k), nc, round(tt * 1000, 2), round(ct * 1000, 2)] for k, _, nc, tt, ct in by_cum[:18]],
         "top_self": [[label(k), nc, round(tt * 1000, 2), round(ct * 1000, 2)] for k, _, nc, tt, ct in by_self[:15]],
@@ -1075,9 +1075,9 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
     it = res.get("importtime")
     if it:
         c = it["cni_plugin"]
-        first = next((r for r in c["top_cumulative"] if r[0] == "cri_net.cni_plugin"), None)
-        p("\n== python -X importtime -c \"import cri_net.cni_plugin\"  (µs: self, cumulative)")
-        p(f"  cri_net.cni_plugin cumulative: {first[2] if first else '?'} µs; everything imported "
+        first = next((r for r in c["top_cumulative"] if r[0] == "cri_net.plugin.handler"), None)
+        p("\n== python -X importtime -c \"import cri_net.plugin.handler\"  (µs: self, cumulative)")
+        p(f"  cri_net.plugin.handler cumulative: {first[2] if first else '?'} µs; everything imported "
           f"(incl. site): {c['total_us']} µs")
         for name, self_us, cum_us in c["top_cumulative"][:8]:
             p(f"    {name:44} {self_us:>8} {cum_us:>8}")
@@ -1085,7 +1085,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
         p(f"  (a bare `python -c pass` imports {c['total_us']} µs; site's share: "
           + ", ".join(f"{n} {cu}" for n, _, cu in c["top_cumulative"][:3]) + ")")
         c = it["add_path"]
-        p(f"  everything ADD/DEL imports (cri_net.cni_plugin + adaptors.cri): {c['total_us']} µs summed self time; top cumulative:")
+        p(f"  everything ADD/DEL imports (cri_net.plugin.handler + adaptors.cri): {c['total_us']} µs summed self time; top cumulative:")
         for name, self_us, cum_us in c["top_cumulative"]:
             p(f"    {name:44} {self_us:>8} {cum_us:>8}")
         p("  top self time:")
@@ -1101,7 +1101,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
     if isp:
         dft, nop = isp["default"], isp["no_plugins"]
         total = sum(dft[k] for k in ("cni_plugin", "stdlib", "tenacity", "pydantic", "crinet_modules"))
-        p(f"  in one process, piece by piece (median of {args.import_runs}; ms): cri_net.cni_plugin {ms(dft['cni_plugin'])}, "
+        p(f"  in one process, piece by piece (median of {args.import_runs}; ms): cri_net.plugin.handler {ms(dft['cni_plugin'])}, "
           f"the stdlib the path needs {ms(dft['stdlib'])}, tenacity {ms(dft['tenacity'])}, pydantic {ms(dft['pydantic'])}, "
           f"cri-net's modules {ms(dft['crinet_modules'])} (of which {dft['models']:.0f} pydantic model classes "
           f"{ms(dft['model_build'])}; with PYDANTIC_DISABLE_PLUGINS=__all__ {ms(nop['model_build'])}); total {ms(total)}")
@@ -1113,7 +1113,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
         if "timed_add_wall" in d:
             p(f"  instrumented split        {'ADD':>8} {'DEL':>8}")
             for key, label in (("wall", "wall"), ("start", "interpreter start (fork/exec+site)"),
-                               ("import_plugin", "import cri_net.cni_plugin"),
+                               ("import_plugin", "import cri_net.plugin.handler"),
                                ("import_rest", "imports pydantic/adaptors/libcni"),
                                ("crinet_python", "cri-net Python work"),
                                ("execs_total", "inner plugin execs"), ("exit", "exit")):

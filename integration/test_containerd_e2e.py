@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 import pytest
 
-from cri_net.cni_launcher import install as install_launcher
+from cri_net.plugin.launcher import install as install_launcher
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from integration.containerd.harness import ContainerdEnv, HarnessError, containerd_env

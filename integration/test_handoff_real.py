@@ -29,8 +29,8 @@ from typing import Any
 import grpc
 import pytest
 
-from cri_net import cni_wire
-from cri_net.cni_launcher import install
+from cri_net.plugin import wire as cni_wire
+from cri_net.plugin.launcher import install
 from cri_net.server.sandbox import sandbox_id
 from integration.conftest import CNI_PLUGIN_DIR
 from integration.hostaudit import UniqueNet

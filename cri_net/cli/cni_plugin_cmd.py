@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from ..cni_launcher import ShimBuildError, install
+    from ..plugin.launcher import ShimBuildError, install
 
     try:
         path = install(args.bin_dir, args.name, native=not args.python_only)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .. import libcni
-from ..cni_wire import CALLER_ENV
+from ..plugin.wire import CALLER_ENV
 from ..libcni import CNI, CNIError, Executor, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
 from ..libcni.errors import PluginError, PluginNotFoundError
 from ..log import kv

@@ -18,8 +18,9 @@ from ..libcni.errors import CNIError
 from ..libcni.fileread import FileReadError, check_regular, read_regular
 from ..libcni.invoke import find_in_path
 
-#: Every launcher carries this text: the Python ones import it, the native one embeds it.
-LAUNCHER_MARK = b"cri_net.cni_launcher"
+#: Every launcher carries one of these: the Python ones import the module, the native one
+#: embeds its name (the first is what launchers installed before the plugin package carry).
+LAUNCHER_MARKS = (b"cri_net.cni_launcher", b"cri_net.plugin.launcher")
 #: Launchers are small; a plugin file larger than this is not one (and is not read).
 MAX_LAUNCHER_SIZE = 1 << 20
 
@@ -41,7 +42,8 @@ def is_launcher(path: str) -> bool:
         if key in _seen:
             return _seen[key]
     try:
-        found = LAUNCHER_MARK in read_regular(path, MAX_LAUNCHER_SIZE)
+        data = read_regular(path, MAX_LAUNCHER_SIZE)
+        found = any(mark in data for mark in LAUNCHER_MARKS)
     except FileReadError:
         return False
     with _seen_lock:

@@ -1,6 +1,6 @@
 """The CNI handoff socket of `cri-net serve`: runs `cri-net-cni` calls in the server process.
 
-The plugin forwards its environment and stdin (see `cri_net.cni_wire`); the call runs through
+The plugin forwards its environment and stdin (see `cri_net.plugin.wire`); the call runs through
 the same code as in the plugin (`cni_plugin.run`), with two differences that make it cheap:
 the network stack is already imported, and adaptors are kept per plugin config and reloaded
 only when their conf dir changes. Calls for one container are serialised (a runtime may
@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from .. import cni_plugin, cni_wire
+from ..plugin import handler as cni_plugin, wire as cni_wire
 from ..keyed_locks import KeyedLocks
 from ..log import kv
 from ..operator.watcher import dir_signature

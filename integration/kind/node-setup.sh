@@ -199,7 +199,7 @@ EOF
     say "pip installing cri-net from $SRC into $VENV"
     "${pip[@]}" install --quiet --disable-pip-version-check "${pip_args[@]}" "${constraints[@]}" "$STAGE" ||
         die "pip install failed"
-    "$VENV/bin/python" -c 'import cri_net.cni_plugin, adaptors.cri' || die "cri-net does not import in $VENV"
+    "$VENV/bin/python" -c 'import cri_net.plugin.handler, adaptors.cri' || die "cri-net does not import in $VENV"
     touch "$VENV/.cri-net-complete"
 fi
 
@@ -221,7 +221,7 @@ put_file() {
 }
 
 # ---- 4. the launcher ----------------------------------------------------------------
-"$VENV/bin/python" -c 'from cri_net.cni_launcher import launcher_text; print(launcher_text(), end="")' \
+"$VENV/bin/python" -c 'from cri_net.plugin.launcher import launcher_text; print(launcher_text(), end="")' \
     >"$STAGE/cri-net" || die "cannot render the launcher"
 put_file "$STAGE/cri-net" "$CNI_BIN_DIR/cri-net" 0755
 ln -sfn "$VENV" "$PREFIX/.current.tmp" && mv -Tf "$PREFIX/.current.tmp" "$PREFIX/current"

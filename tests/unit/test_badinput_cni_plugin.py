@@ -6,7 +6,7 @@ error JSON `{cniVersion, code, msg[, details]}` whose code is a well-known one. 
 input, that is all that may come out: no traceback, no second line, no "internal error"
 wrapping a Python exception the validation should have caught.
 
-Most cases run `cri_net.cni_plugin.main()` in-process (fast); a seeded subset runs the real
+Most cases run `cri_net.plugin.launcher.main()` in-process (fast); a seeded subset runs the real
 executable `.venv/bin/cri-net-cni` (~0.3 s each), which is what containerd execs. cri-net's
 inner networks are conflists in a tmp conf dir naming a shell plugin that answers ADD with a
 result on CNI_IFNAME; an accepted ADD is deleted again, and the cache dir must end empty.
@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from badinput_strategies import WELL_KNOWN_CODES, json_values, nasty_text, props, raw_json_text
-from cri_net import cni_plugin
+from cri_net.plugin import handler as cni_plugin, launcher
 from test_badinput_annotations import annotation_maps
 from tests.reliability import record
 
@@ -89,12 +89,12 @@ class Hook:
         return sorted(os.listdir(results)) if results.exists() else []
 
     def run_inproc(self, env: dict[str, str], stdin: bytes) -> tuple[int, str]:
-        """`cni_plugin.main()` with exactly `env` and `stdin`: (exit status, stdout)."""
+        """`launcher.main()` with exactly `env` and `stdin`: (exit status, stdout)."""
         out = io.StringIO()
         fake_stdin = types.SimpleNamespace(buffer=io.BytesIO(stdin))
         with mock.patch.dict(os.environ, env, clear=True), mock.patch.object(sys, "stdin", fake_stdin), \
                 contextlib.redirect_stdout(out):
-            code = cni_plugin.main()
+            code = launcher.main()
         return code, out.getvalue()
 
     def run_exec(self, env: dict[str, str], stdin: bytes) -> tuple[int, str]:

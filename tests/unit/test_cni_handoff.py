@@ -20,8 +20,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from cri_net import cni_plugin, cni_wire
-from cri_net.cni_launcher import install
+from cri_net.plugin import handler as cni_plugin, launcher, wire as cni_wire
+from cri_net.plugin.launcher import install
 from cri_net.server.cni_endpoint import CNIEndpoint
 from test_cni_plugin import ARGS, HOOK, ROOT, Node, Run, result100
 
@@ -210,7 +210,7 @@ def test_launcher_runs_without_site_and_works_both_ways(node: Node, endpoint: CN
 def test_handed_over_call_loads_no_json_and_no_network_stack(node: Node, endpoint: CNIEndpoint) -> None:
     """The point of the handoff: the plugin process loads only the C socket module on top of a
     bare interpreter; without a server it loads the network stack and does the work."""
-    probe = (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom cri_net import cni_launcher\n"
+    probe = (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom cri_net.plugin import launcher as cni_launcher\n"
              "import atexit, os\nloaded = lambda: ','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
              "('json', 'socket', 'typing', 'pathlib', 'pydantic', 'grpc', 'adaptors', 'site') "
              "or m.startswith('cri_net.network')))\n"
@@ -267,7 +267,7 @@ def test_request_round_trip_keeps_only_the_cni_environment() -> None:
         cni_wire.decode_reply(b"x\n")
 
 
-# ---- the native launcher (compiled cni_shim.c) ---------------------------------------------
+# ---- the native launcher (compiled plugin/shim.c) ---------------------------------------------
 
 
 @pytest.fixture

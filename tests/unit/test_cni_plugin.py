@@ -3,7 +3,7 @@
 The plugin under test runs for real as a subprocess (`.venv/bin/cri-net-cni`) with the CNI
 environment and the runtime-side config on stdin; cri-net's own (inner) networks are conflists
 in a tmp confDir naming fake plugins (tests/fakeplugin), whose runs are recorded. The
-property-based tests call `cri_net.cni_plugin.main()` in-process (fast) with a patched
+property-based tests call `cri_net.plugin.launcher.main()` in-process (fast) with a patched
 environment, stdin and stdout.
 
 Covered: identity from CNI_ARGS/CNI_CONTAINERID, capability args from runtimeConfig (spec and
@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from cri_net import cni_plugin
+from cri_net.plugin import handler as cni_plugin, launcher
 from cri_net.libcni import CacheRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ class Node:
             container: str = "sb1", netns: str | None = None, ifname: str = "eth0", args: str = ARGS,
             inproc: bool = False) -> Run:
         """Run the hook: a real subprocess, or (`inproc`, for setup steps and variants of a
-        case already run as a subprocess) `cni_plugin.main()` in this process."""
+        case already run as a subprocess) `launcher.main()` in this process."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
         env.update(CNI_CONTAINERID=container, CNI_NETNS=self.gone if netns is None else netns,
                    CNI_IFNAME=ifname, CNI_ARGS=args, CNI_PATH=str(self.fake.bin))
@@ -171,12 +171,12 @@ class Node:
 
 
 def run_main(environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
-    """`cni_plugin.main()` in-process with exactly `environ` and `stdin`; (exit status, stdout)."""
+    """`launcher.main()` in-process with exactly `environ` and `stdin`; (exit status, stdout)."""
     out = io.StringIO()
     fake_stdin = types.SimpleNamespace(buffer=io.BytesIO(stdin))
     with mock.patch.dict(os.environ, environ, clear=True), mock.patch.object(sys, "stdin", fake_stdin), \
             contextlib.redirect_stdout(out):
-        code = cni_plugin.main()
+        code = launcher.main()
     return code, out.getvalue()
 
 
@@ -554,7 +554,7 @@ def test_networks_that_would_run_the_hook_are_refused_at_load(node: Node, tmp_pa
     """A network of cri-net's naming the hook's type, the hook's network name, or any plugin
     that is a cri-net launcher is skipped (naming the file): cri-net must never call itself."""
     from adaptors.cri import CRIAdaptor
-    from cri_net.cni_launcher import install
+    from cri_net.plugin.launcher import install
 
     install(str(node.fake.bin), "innocent", native=False)  # a launcher under another name
     node.write("01-self.conflist", conflist("self", "main", "cri-net"))
@@ -577,7 +577,7 @@ def test_networks_that_would_run_the_hook_are_refused_at_load(node: Node, tmp_pa
 def test_a_launcher_run_by_cri_net_refuses_to_call_cri_net_again(tmp_path: Path, native: bool) -> None:
     """Belt and braces: plugins cri-net runs see CRI_NET_CALLER; a launcher reached anyway
     answers code 7 at once instead of handing the call back (or recursing in-process)."""
-    from cri_net.cni_launcher import install
+    from cri_net.plugin.launcher import install
 
     path = install(str(tmp_path / "bin"), native=native)
     env = {"PATH": os.environ["PATH"], "CRI_NET_CALLER": "1", "CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1",
@@ -785,8 +785,8 @@ def test_deeply_nested_stdin_is_a_decoding_failure(node: Node) -> None:
 def test_version_and_version_errors_import_only_the_standard_library(command: str, stdin: bytes) -> None:
     """The module docstring: "Only the standard library is imported until a command needs the
     network module, so VERSION and argument errors cost no more than the interpreter's
-    start-up". handle() imports cri_net.libcni (pydantic) before looking at the command."""
-    code = ("import sys, json\nfrom cri_net import cni_plugin\nrc = cni_plugin.main()\n"
+    start-up": no pydantic, no adaptors, nothing of libcni but its error codes and versions."""
+    code = ("import sys, json\nfrom cri_net.plugin import launcher\nrc = launcher.main()\n"
             "sys.stderr.write(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('pydantic', 'cri_net', 'adaptors'))))\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
@@ -794,7 +794,10 @@ def test_version_and_version_errors_import_only_the_standard_library(command: st
     proc = subprocess.run([sys.executable, "-c", code], input=stdin, env=env, capture_output=True, timeout=60)
     assert proc.stdout  # the answer (or the error JSON) was printed
     modules = json.loads(proc.stderr.decode().strip().splitlines()[-1])
-    heavy = [m for m in modules if m.split(".")[0] in ("pydantic", "adaptors") or m.startswith("cri_net.libcni")]
+    # libcni's error codes and version list are plain modules (its package face loads lazily)
+    light = {"cri_net.libcni", "cri_net.libcni.errors", "cri_net.libcni.version"}
+    heavy = [m for m in modules if m.split(".")[0] in ("pydantic", "adaptors")
+             or (m.startswith("cri_net.libcni") and m not in light)]
     assert heavy == [], f"{command} imported {len(heavy)} non-stdlib modules, e.g. {heavy[:4]}"
 
 

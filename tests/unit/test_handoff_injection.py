@@ -9,7 +9,7 @@ where the call goes.
 The reference is Python's `json` module with the plugin's parser rules. Generated stdin
 (containerd-shaped configs, then bytes inserted, replaced, dropped, keys spelled with escapes,
 duplicated, truncated) goes through `cni_wire.socket_from_conf` (the Python launcher) and
-through the C launcher's scanner (cni_shim.c built with -DSCAN_TEST); the C scanner may answer
+through the C launcher's scanner (plugin/shim.c built with -DSCAN_TEST); the C scanner may answer
 "unusual" (then the Python launcher decides) but must never answer differently.
 """
 
@@ -27,14 +27,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from badinput_strategies import nasty_text, props
-from cri_net import cni_wire
-from cri_net.cni_launcher import install
+from cri_net.plugin import wire as cni_wire
+from cri_net.plugin.launcher import install
 from cri_net.server.cni_endpoint import CNIEndpoint
 from test_cni_handoff import _Mute, hook
 from test_cni_plugin import Node, result100
 from tests.reliability import record
 
-SHIM = Path(cni_wire.__file__).with_name("cni_shim.c")
+SHIM = Path(cni_wire.__file__).with_name("shim.c")
 SUITE = "bad input"
 AUDITED = "answer equals json's reading of the top-level key; no connection to a nested or injected socket"
 EVIL = "/tmp/evil/cni.sock"

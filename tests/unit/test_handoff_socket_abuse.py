@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from badinput_strategies import props
-from cri_net import cni_wire
+from cri_net.plugin import wire as cni_wire
 from cri_net.server.cni_endpoint import CNIEndpoint
 from test_cni_handoff import hook
 from test_cni_plugin import Node, result100

@@ -19,11 +19,13 @@ import _socket
 import _struct
 import time
 
+from ..defaults import CNI_SOCKET  # plain constants: costs nothing
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-DEFAULT_SOCKET = "/run/cri-net/cni.sock"
+DEFAULT_SOCKET = CNI_SOCKET
 MAGIC = b"CRINET1\n"
 MAX_MESSAGE = 16 * 1024 * 1024
 #: How long a busy server (its backlog full) is waited for: well inside a runtime's deadline.

@@ -20,10 +20,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from .libcni import CNI, CNIError, ErrorCode, NetworkConfigList, PluginError, version
-from .log import kv
+from ..libcni import CNI, CNIError, ErrorCode, NetworkConfigList, PluginError, version
+from ..log import kv
 
-log = logging.getLogger("cri_net.cni_status")
+log = logging.getLogger("cri_net.plugin.status")
 
 #: How long a network's STATUS answer is served before it is refreshed (in the background).
 STATUS_TTL = 5.0

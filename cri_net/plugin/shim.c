@@ -37,7 +37,7 @@
 extern char **environ;
 
 /* cri-net refuses any network whose plugin file carries this mark (operator/selfguard.py). */
-__attribute__((used)) static const char launcher_mark[] = "cri_net.cni_launcher";
+__attribute__((used)) static const char launcher_mark[] = "cri_net.plugin.launcher";
 
 struct buf { char *data; size_t len, cap; };
 

@@ -25,8 +25,6 @@ here; when nothing listens there, the plugin does the work itself.
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 TYPE_CHECKING = False  # `typing` costs ~5 ms of every plugin start; annotations are strings here
 if TYPE_CHECKING:
@@ -35,16 +33,18 @@ if TYPE_CHECKING:
     #: Builds (or, in `cri-net serve`, reuses) the CRI adaptor for an invocation.
     AdaptorSource = Callable[["Invocation"], Any]
 
-SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-DEFAULT_CONF_DIR = "/etc/cri-net/net.d"
-DEFAULT_CACHE_DIR = "/var/lib/cni"
-DEFAULT_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
+from .. import defaults
+from ..libcni.errors import ErrorCode
+from ..libcni.version import SUPPORTED_VERSIONS as LIBCNI_VERSIONS
 
-# well-known CNI error codes
-INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER, INVALID_ENV, DECODING_FAILURE = 1, 3, 4, 6
-INVALID_CONFIG, TRY_AGAIN_LATER, NOT_AVAILABLE, INTERNAL = 7, 11, 50, 999
+#: The versions cri-net-cni answers: those of libcni whose results have interfaces (0.3.0 on),
+#: since the hook reports one interface per plane.
+SUPPORTED_VERSIONS = LIBCNI_VERSIONS[LIBCNI_VERSIONS.index("0.3.0"):]
 
-CAP_ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
+INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER = ErrorCode.INCOMPATIBLE_CNI_VERSION, ErrorCode.UNKNOWN_CONTAINER
+INVALID_ENV, DECODING_FAILURE = ErrorCode.INVALID_ENVIRONMENT_VARIABLES, ErrorCode.DECODING_FAILURE
+INVALID_CONFIG, TRY_AGAIN_LATER = ErrorCode.INVALID_NETWORK_CONFIG, ErrorCode.TRY_AGAIN_LATER
+NOT_AVAILABLE, INTERNAL = ErrorCode.PLUGIN_NOT_AVAILABLE, ErrorCode.INTERNAL
 
 
 class PluginFailure(Exception):
@@ -65,6 +65,8 @@ def _lower_keys(value: Any) -> Any:
 
 
 def _runtime_config(conf: dict[str, Any]) -> dict[str, Any]:
+    from ..network.annotations import CAP_POD_ANNOTATIONS as CAP_ANNOTATIONS
+
     rc = conf.get("runtimeConfig") or {}
     if not isinstance(rc, dict):
         raise PluginFailure(DECODING_FAILURE, "runtimeConfig must be a JSON object")
@@ -143,25 +145,25 @@ class Invocation:
         return str(self.conf.get("type") or ""), str(self.conf.get("name") or "")
 
     def settings(self) -> Any:
-        from .config import build
+        from ..config import build
 
         conf = self.conf
-        bin_dirs = conf.get("binDirs") or list(DEFAULT_BIN_DIRS)
+        bin_dirs = conf.get("binDirs") or list(defaults.BIN_DIRS)
         try:
-            return build(None, {"conf_dir": conf.get("confDir") or DEFAULT_CONF_DIR,
-                                "cache_dir": conf.get("cacheDir") or DEFAULT_CACHE_DIR,
+            return build(None, {"conf_dir": conf.get("confDir") or defaults.CONF_DIR,
+                                "cache_dir": conf.get("cacheDir") or defaults.CACHE_DIR,
                                 "bin_dirs": bin_dirs, "default_network": conf.get("defaultNetwork") or None,
-                                "plugin_timeout": conf.get("timeout") or 60.0})
+                                "plugin_timeout": conf.get("timeout") or defaults.PLUGIN_TIMEOUT})
         except ValueError as exc:
             raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {exc}") from None
 
     def request(self) -> Any:
         """The network API request for this pod."""
-        from .network import NetworkApiConf
+        from ..network import NetworkApiConf
 
         if not self.container_id:
             raise PluginFailure(UNKNOWN_CONTAINER, "CNI_CONTAINERID is not set")
-        from .network import annotations as ann
+        from ..network import annotations as ann
 
         rc = _runtime_config(self.conf)
         mappings = [{"host_port": m.get("hostPort", 0), "container_port": m.get("containerPort", 0),
@@ -174,7 +176,7 @@ class Invocation:
         if _typed(rc, "ipRanges", list, "a list"):
             capabilities["ipRanges"] = _validated("ipRanges", lambda: [
                 [ann.IPRange.model_validate(r).model_dump() for r in rs] for rs in rc["ipRanges"]])
-        annotations = _typed(rc, CAP_ANNOTATIONS, dict, "an object") or {}
+        annotations = _typed(rc, ann.CAP_POD_ANNOTATIONS, dict, "an object") or {}
         return NetworkApiConf(
             name=self.args.get("K8S_POD_NAME", ""), namespace=self.args.get("K8S_POD_NAMESPACE", ""),
             pod_id=self.container_id, pod_uid=self.args.get("K8S_POD_UID", ""), netns_path=self.netns,
@@ -200,9 +202,9 @@ def _dns(value: Any) -> dict[str, list[str]] | None:
 
 def combined_result(inv: Invocation, results: list[Any], adaptor: Any) -> dict[str, Any]:
     """One CNI result for the runtime: default interface first, then the extra planes."""
-    from .libcni import Result100, convert
-    from .libcni.result import DNS, Interface, IPConfig
-    from .operator import PlaneRef
+    from ..libcni import Result100, convert
+    from ..libcni.result import DNS, Interface, IPConfig
+    from ..operator import PlaneRef
 
     interfaces: list[Interface] = []
     ips: list[IPConfig] = []
@@ -247,8 +249,8 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
     if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
         raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
     # the network module (pydantic and all) is only loaded for commands that need it
-    from .libcni import CNIError
-    from .network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+    from ..libcni import CNIError
+    from ..network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
                                  NetworkNotReadyError)
 
     try:
@@ -263,7 +265,7 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
             adaptor.check(inv.request())
             return None
         if command == "STATUS":
-            from .cni_status import check_status
+            from .status import check_status
 
             check_status(adaptor)  # CNIError 50/51 naming the network, answered below
             return None
@@ -290,8 +292,8 @@ def gc(inv: Invocation, adaptor: Any) -> None:
     """Detach planes of sandboxes the runtime no longer knows (`cni.dev/valid-attachments`).
 
     Only attachments the hook made are considered: the cache dir is shared with the runtime."""
-    from .nsfs import live_netns
-    from .operator import PlaneRef
+    from ..nsfs import live_netns
+    from ..operator import PlaneRef
 
     valid = inv.conf.get("cni.dev/valid-attachments", inv.conf.get("cni.dev/attachments"))
     if not isinstance(valid, list):
@@ -331,17 +333,3 @@ def error_json(exc: BaseException, version: str = "1.0.0") -> str:
     if exc.details:
         err["details"] = exc.details
     return json.dumps(err) + "\n"
-
-
-def main() -> int:
-    """The plugin as a function (tests call it in-process): reads stdin, prints the answer,
-    returns the exit status. The executable is `cni_launcher.run_plugin`."""
-    from .cni_launcher import answer
-
-    rc, out = answer(dict(os.environ), sys.stdin.buffer.read())
-    sys.stdout.write(out.decode("utf-8", "replace"))
-    return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())
