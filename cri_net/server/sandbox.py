@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..config import Settings
-from ..fsutil import atomic_write, remove_stale_temps
+from ..fsutil import atomic_write, is_temp, remove_stale_temps
 from ..keyed_locks import KeyedLocks
 from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
@@ -94,6 +94,14 @@ def legacy_sandbox_id(namespace: str, name: str, uid: str, attempt: int) -> str:
     """The id versions before the JSON encoding gave (NUL-joined: not injective). Only used to
     find those versions' pods, and only when the record's identity matches exactly."""
     return hashlib.sha256(f"{namespace}\0{name}\0{uid}\0{attempt}".encode()).hexdigest()
+
+
+def _cache_entries(results_dir: str) -> int:
+    """How many cache files there are, readable or not (temp files excluded)."""
+    try:
+        return sum(1 for name in os.listdir(results_dir) if not is_temp(name))
+    except OSError:
+        return 0
 
 
 class SandboxManager:
@@ -387,6 +395,11 @@ class SandboxManager:
         if not networks:
             return  # nothing to GC: spare a second scan of the whole cache
         remaining = operator.cni.cached_attachments()
+        unreadable = _cache_entries(operator.cni.cache.results_dir) - len(remaining)
+        if unreadable > 0:  # their attachments would look invalid: never GC on what we could not read
+            kv(log, logging.WARNING, "plugin GC skipped: cached results that cannot be read",
+               dir=operator.cni.cache.results_dir, count=unreadable)
+            return
         for net in networks:
             valid = [GCAttachment(a.container_id, a.ifname) for a in remaining if a.network == net.name]
             try:
