@@ -13,11 +13,15 @@ calls running in-process without a server are only checked against the cache.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from cri_net.fsutil import is_temp
+from cri_net.libcni import CNIError
+from cri_net.libcni.cache import decode_record
 from cri_net.network.errors import InvalidRequestError
 from cri_net.operator import CNIOperator
 
@@ -44,15 +48,61 @@ def describe(m: Mapping[str, Any]) -> str:
     return f"host port {port}/{proto} on {ip or 'all addresses'}"
 
 
-def _holders(operator: CNIOperator, cache_dir: str, own_id: str) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:
-    for att in operator.cni.cached_attachments():
-        mappings = att.capability_args.get("portMappings") if isinstance(att.capability_args, dict) else None
-        if att.container_id == own_id or not isinstance(mappings, list):
+#: results dir -> file name -> (stat key, container id, holder, mappings): a cache file is
+#: parsed once, not at every attach (a node with many pods has many cache files)
+_parsed: dict[str, dict[str, tuple[tuple[int, int, int], str, str, list[Mapping[str, Any]]]]] = {}
+MAX_CACHE_FILE = 4 * 1024 * 1024
+
+
+def _read(path: str) -> tuple[str, str, list[Mapping[str, Any]]] | None:
+    try:
+        with open(path, "rb") as fh:
+            record = decode_record(fh.read(MAX_CACHE_FILE + 1))
+    except (OSError, CNIError, ValueError):
+        return None
+    if record is None or not isinstance(record.capability_args, dict):
+        return None
+    mappings = record.capability_args.get("portMappings")
+    if not isinstance(mappings, list) or not mappings:
+        return record.container_id, "", []
+    args = dict(record.cni_args)
+    pod = f"{args.get('K8S_POD_NAMESPACE', '?')}/{args.get('K8S_POD_NAME', '?')}"
+    return (record.container_id, f"pod {pod} (id {record.container_id[:13]}, network {record.network_name})",
+            [m for m in mappings if isinstance(m, dict)])
+
+
+def _cached_holders(results_dir: str) -> Iterator[tuple[str, str, list[Mapping[str, Any]]]]:
+    """(container id, holder, mappings) of every readable cache file; call under _lock."""
+    table = _parsed.setdefault(results_dir, {})
+    present = set()
+    try:
+        entries = list(os.scandir(results_dir))
+    except OSError:
+        entries = []
+    for entry in entries:
+        if is_temp(entry.name):
             continue
-        args = dict(att.cni_args)
-        pod = f"{args.get('K8S_POD_NAMESPACE', '?')}/{args.get('K8S_POD_NAME', '?')}"
-        yield f"pod {pod} (id {att.container_id[:13]}, network {att.network})", [
-            m for m in mappings if isinstance(m, dict)]
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        present.add(entry.name)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        known = table.get(entry.name)
+        if known is None or known[0] != key:
+            parsed = _read(entry.path) if entry.is_file(follow_symlinks=False) else None
+            known = (key, *(parsed or ("", "", [])))
+            table[entry.name] = known
+        if known[3]:
+            yield known[1], known[2], known[3]
+    for name in set(table) - present:
+        del table[name]
+
+
+def _holders(operator: CNIOperator, cache_dir: str, own_id: str) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:
+    for cid, holder, mappings in list(_cached_holders(operator.cni.cache.results_dir)):
+        if cid != own_id:
+            yield holder, mappings
     for cid, (cdir, pod, mappings) in _in_flight.items():
         if cid != own_id and cdir == cache_dir:
             yield f"pod {pod} (id {cid[:13]}, being created)", mappings
@@ -67,8 +117,8 @@ def check(operator: CNIOperator, own_id: str, mappings: Iterable[Mapping[str, An
         for m in wanted:
             clash = next((h for h in held if conflicts(m, h)), None)
             if clash is not None:
-                raise InvalidRequestError("port_mappings", f"{describe(m)} is already mapped by {holder} "
-                                                           f"({describe(clash)})")
+                theirs = "" if describe(clash) == describe(m) else f" ({describe(clash)})"
+                raise InvalidRequestError("port_mappings", f"{describe(m)} is already mapped by {holder}{theirs}")
 
 
 @contextmanager
