@@ -43,6 +43,8 @@ def clamp(text: str, limit: int = MAX_DETAILS) -> str:
     return text if len(text) <= limit else text[:limit - 20] + f"... ({len(text)} chars)"
 
 
+#: Status lists at most this many unreadable records (the rest are counted).
+MAX_LISTED_PROBLEMS = 100
 #: ListPodSandbox answers stay below gRPC's default receive limit (4 MiB), so that every
 #: client can read them, whatever it set (kubelet and crictl take 16 MiB).
 LIST_BUDGET = 4 * 1024 * 1024 - 64 * 1024
@@ -166,8 +168,11 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
                 "podCIDR": self.manager.pod_cidr or "",
             })
             # pods whose record cannot be read: their state is unknown and they are left alone
-            info["unreadableSandboxes"] = json.dumps([{"id": i, "problem": why} for i, why
-                                                      in sorted(self.manager.store.unreadable.items())])
+            unreadable = sorted(self.manager.store.unreadable.items())
+            info["unreadableSandboxes"] = json.dumps([{"id": clamp(i, 200), "problem": clamp(why, 1000)}
+                                                      for i, why in unreadable[:MAX_LISTED_PROBLEMS]])
+            if len(unreadable) > MAX_LISTED_PROBLEMS:
+                info["unreadableSandboxesOmitted"] = str(len(unreadable) - MAX_LISTED_PROBLEMS)
         return pb.StatusResponse(status=status, info=info)
 
     @_guard

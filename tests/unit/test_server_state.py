@@ -88,3 +88,16 @@ def test_plugin_gc_skipped_while_a_cached_result_is_unreadable(env) -> None:  # 
     env.restart()
     gcs = [r for r in env.fake.records() if r["event"] == "start" and r["env"].get("CNI_COMMAND") == "GC"]
     assert len(gcs) == 1
+
+
+def test_status_lists_a_bounded_number_of_unreadable_records(env) -> None:  # noqa: F811
+    env.write_conf("fake-a")
+    d = env.state_dir / "sandboxes"
+    d.mkdir(parents=True, mode=0o700)
+    for i in range(130):
+        (d / f"{i:064x}.json").write_text("{" + "x" * 5000)
+    env.start()
+    info = env.client().info()
+    assert len(info["unreadableSandboxes"]) == 100 and info["unreadableSandboxesOmitted"] == 30
+    assert all(len(u["problem"]) <= 1000 for u in info["unreadableSandboxes"])
+    assert env.records() == [f"{i:064x}.json" for i in range(130)]  # all kept
