@@ -225,3 +225,32 @@ def test_pod_metadata_limit(labels: dict[str, str], annotations: dict[str, str],
         limits.check_pod_metadata(labels, annotations, "")
     assert field in str(info.value)
     limits.check_pod_metadata({}, {"a": "x" * (limits.MAX_POD_METADATA_BYTES - 1)}, "")
+
+
+@props(60, 1000)
+@given(st.lists(wire_mappings, min_size=1, max_size=3), st.lists(wire_mappings, min_size=1, max_size=3))
+def test_host_port_claims_against_the_cache(tmp_path_factory: pytest.TempPathFactory, held: list[dict[str, object]],
+                                            wanted: list[dict[str, object]]) -> None:
+    """A pod's claim against another pod's cached attachment (what a live pod holds)."""
+    _rec("host ports: a claim against a live pod's cached portMappings")
+    from adaptors.cri import CRIAdaptor
+    from cri_net.config import Settings
+    from cri_net.libcni import CacheRecord, ResultCache
+
+    tmp = tmp_path_factory.mktemp("claims")
+    ResultCache(str(tmp)).write(CacheRecord(
+        container_id="a" * 64, config=b'{"cniVersion": "1.0.0", "name": "net", "plugins": []}', ifname="eth0",
+        network_name="net", netns="/x", cni_args=[("K8S_POD_NAMESPACE", "ns"), ("K8S_POD_NAME", "holder")],
+        capability_args={"portMappings": held}, result={"cniVersion": "1.0.0"}))
+    adaptor = CRIAdaptor(Settings(conf_dir=str(tmp / "conf"), cache_dir=str(tmp), bin_dirs=[str(tmp)],
+                                  state_dir=str(tmp / "s"), netns_dir=str(tmp / "n")))
+    expected = any(_oracle(w, h) for w in wanted for h in held)
+    try:
+        with host_ports.claim(adaptor.operator, "b" * 64, "ns/taker", wanted):
+            pass
+    except InvalidRequestError as exc:
+        assert expected and exc.key == "port_mappings" and "ns/holder" in exc.reason
+    else:
+        assert not expected
+    with host_ports.claim(adaptor.operator, "a" * 64, "ns/holder", held):  # the holder itself: a retry
+        pass
