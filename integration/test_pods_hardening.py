@@ -21,6 +21,8 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
@@ -35,6 +37,10 @@ from integration.serve_fixture import (  # noqa: F401 - fixtures
 )
 from integration.test_serve_real import (assert_pod_complete, assert_pod_gone, audit_of, config_id, eth0_ipv4,
                                          free_port, is_nsfs_mount, pod_config, pod_ip, rpc_error)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
+from badinput_strategies import identity_pairs, props  # noqa: E402
+from tests.reliability import record  # noqa: E402
 
 CRI_NET = Path(sys.executable).with_name("cri-net")
 #: What ListPodSandbox sets on a pod whose metadata it left out (service.OMITTED_ANNOTATION).
@@ -225,6 +231,39 @@ def test_host_network_identities_are_validated_and_never_share_an_id(cri_server:
     assert len(ids) == 4 and {p.id for p in c.pods()} == ids
     for sid in ids:
         c.rmp(sid)
+
+
+@props(ci=20, full=300)
+@given(pair=identity_pairs,
+       modes=st.one_of(st.just((True, True)), st.tuples(st.booleans(), st.booleans())))  # host network: no netns checks before
+def test_generated_identity_pairs_never_share_a_pod(cri_server: CRIServer, pair: Any, modes: tuple[bool, bool]) -> None:
+    """Two distinct identities (NUL, JSON, separators, unicode; host network or not) are two
+    pods or a clear INVALID_ARGUMENT, never one pod handed to both; the same identity again
+    is the same pod."""
+    record("identity: generated pairs of pod identities through RunPodSandbox", runs=1, suite="bad-input",
+           audited="distinct ids, idempotent re-run, refusals name config.metadata.*")
+    c = cri_server.client()
+    got: list[str | None] = []
+    for (ns, name, uid, attempt), host in zip(pair, modes):
+        cfg = pod_config(name, namespace=ns, attempt=attempt, host_network=host)
+        cfg["metadata"]["uid"] = uid  # exactly as generated, empty too
+        try:
+            sid = c.runp(cfg)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (exc.code(), exc.details())
+            assert re.match(r"(config\.)?metadata\.", exc.details()), exc.details()
+            got.append(None)
+            continue
+        assert c.runp(cfg) == sid  # a retry finds it
+        [status] = [p for p in c.pods() if p.id == sid]
+        assert (status.metadata.namespace, status.metadata.name, status.metadata.uid) == (ns, name, uid)
+        got.append(sid)
+    made = [sid for sid in got if sid is not None]
+    try:
+        assert len(set(made)) == len(made), f"two identities got one pod: {pair}"
+    finally:
+        for sid in set(made):
+            c.rmp(sid)
 
 
 def test_pod_made_by_an_older_version_keeps_its_id(cri_server: CRIServer) -> None:

@@ -118,3 +118,20 @@ wire_mappings = st.fixed_dictionaries(
     {"hostPort": st.sampled_from([80, 8080, 30000]), "containerPort": st.integers(1, 65535)},
     optional={"protocol": st.sampled_from(["tcp", "udp", "sctp", "TCP"]),
               "hostIP": st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "10.213.0.1", "::1"])})
+
+
+def _shifted(parts: tuple[str, str, str, str, int], field: int) -> tuple[tuple[str, str, str, int], ...]:
+    """Two identities that differ only in where a NUL splits two neighbouring fields: one
+    string once the fields are NUL-joined (the old id's collision)."""
+    ns, a, b, c, attempt = parts
+    if field == 0:
+        return (ns + "\0" + a, b, c, attempt), (ns, a + "\0" + b, c, attempt)
+    return (ns, a + "\0" + b, c, attempt), (ns, a, b + "\0" + c, attempt)
+
+
+#: Pairs of distinct identities: arbitrary ones, and NUL-shifted ones that collided before.
+identity_pairs = st.one_of(
+    st.tuples(identities, identities),
+    st.builds(_shifted, st.tuples(identity_text, identity_text, identity_text, identity_text, st.integers(0, 3)),
+              st.integers(0, 1)),
+).filter(lambda p: p[0] != p[1])

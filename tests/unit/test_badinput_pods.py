@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from adaptors import host_ports, ip_ranges
 from adaptors.native import bridge
-from badinput_strategies import (ORDINARY_BLOCKS, SPECIAL_BLOCKS, identities, props, subnets_in,
+from badinput_strategies import (ORDINARY_BLOCKS, SPECIAL_BLOCKS, identities, identity_pairs, props, subnets_in,
                                  wire_mappings)
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.libcni import conf_list_from_file
@@ -47,7 +47,7 @@ def test_nul_joined_identities_collided_before_and_do_not_now() -> None:
 
 
 @props(300, 5000)
-@given(st.tuples(identities, identities).filter(lambda p: p[0] != p[1]))
+@given(identity_pairs)
 def test_distinct_identities_never_share_an_id(pair: tuple[tuple[str, str, str, int], ...]) -> None:
     _rec("identity: distinct pod identities (NUL, JSON, separators, unicode) never share a sandbox id")
     first, second = pair
