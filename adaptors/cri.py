@@ -27,7 +27,7 @@ from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCrea
 from cri_net.network.results import plane_result
 from cri_net.operator import CNIOperator, PlaneRef
 
-from . import NATIVE_FILE_PREFIX
+from . import NATIVE_FILE_PREFIX, host_ports, ip_ranges
 from .listing import filter_infos, network_info
 from .planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
 
@@ -100,13 +100,15 @@ class CRIAdaptor:
                 conf.annotations, reserved_interfaces=("lo", conf.default_interface)))
             cni_args = annotations.build_cni_args(conf.namespace, conf.name, conf.pod_id, conf.pod_uid,
                                                   conf.annotations)
+            default = self.default_network()
+            allowed = (ip_ranges.allowed(default, conf.capabilities)
+                       if annotations.IP_RANGES_ANNOTATION in conf.annotations else None)
             caps = annotations.capability_args(conf.annotations, conf.port_mappings, conf.pod_cidr, conf.dns,
-                                               pod=f"{conf.namespace}/{conf.name}")
+                                               pod=f"{conf.namespace}/{conf.name}", allowed_ip_ranges=allowed)
         except annotations.AnnotationError as exc:
             raise InvalidRequestError(exc.key, exc.reason) from None
         cni_args += [(k, v) for k, v in conf.args.items() if k not in {a for a, _ in cni_args}]
         caps = merge_direct_caps(conf.capabilities, caps)
-        default = self.default_network()
         planes: list[tuple[NetworkConfigList, PlaneRef]] = []
         used = {"lo", conf.default_interface}
         for i, extra in enumerate(extras):
@@ -135,8 +137,10 @@ class CRIAdaptor:
     # ---- attach / detach / check -------------------------------------------------------
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = self.plan(conf)
+        mappings = planes[-1][1].capability_args.get(annotations.CAP_PORT_MAPPINGS) or []
         try:
-            attach_all(self.operator, conf.pod_id, conf.netns_path, planes, self.loopback)
+            with host_ports.claim(self.operator, conf.pod_id, f"{conf.namespace}/{conf.name}", mappings):
+                attach_all(self.operator, conf.pod_id, conf.netns_path, planes, self.loopback)
         except AttachError as exc:
             kv(log, logging.WARNING, "pod attach failed; rolled back", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, network=exc.network, error=str(exc.cause),

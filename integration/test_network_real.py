@@ -378,6 +378,8 @@ def test_ip_ranges_annotation_picks_the_address(
     # host-local 1.1.1 *prepends* runtime ranges to the configured ones and refuses
     # overlapping range sets, so a network meant for ipRanges configures none itself.
     del doc["plugins"][0]["ipam"]["ranges"]
+    # a pod may only choose ranges the operator allows (issue 11): here the network's subnet
+    doc["criNet"] = {"allowedIPRanges": [str(unique_net.subnet)]}
     env.write("10-default.conflist", doc)
     ns = netns()
     audit = env.audit(host_audit)

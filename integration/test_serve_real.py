@@ -89,10 +89,19 @@ def nat_table() -> str:
     return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
 
 
+_ISSUED_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
+    """A host port free now and never handed out before in this run: two live pods may not
+    map one host port (cri-net refuses the second), and the kernel may repeat an ephemeral one."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("0.0.0.0", 0))
+            port = int(s.getsockname()[1])
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 def pod_ip(c: CRIClient, sid: str) -> ipaddress.IPv4Address:

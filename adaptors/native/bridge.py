@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from cri_net.network.annotations import special_purpose
 from cri_net.network.errors import InvalidRequestError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -77,7 +78,9 @@ def _candidates() -> Iterator[IPNetwork]:
 def plan(name: str, subnet: str | None, gateway: str | None, internal: bool,
          used_subnets: Iterable[IPNetwork], used_bridges: set[str], host_nets: Iterable[IPNetwork]) -> BridgePlan:
     """Decide subnet, gateway and bridge name; raise InvalidRequestError naming the bad field."""
-    busy = list(used_subnets) + [n for n in host_nets if not n.is_loopback and not n.is_link_local]
+    # every host address counts, loopback and link-local included (special subnets are
+    # refused below anyway; the overlap check must not depend on that)
+    busy = list(used_subnets) + list(host_nets)
     if gateway and not subnet:
         raise InvalidRequestError("gateway", "a gateway needs a subnet (--subnet)")
     if subnet:
@@ -85,6 +88,9 @@ def plan(name: str, subnet: str | None, gateway: str | None, internal: bool,
             net = ipaddress.ip_network(subnet, strict=False)
         except ValueError as exc:
             raise InvalidRequestError("subnet", f"invalid subnet {subnet!r}: {exc}") from None
+        why = special_purpose(net)
+        if why is not None:
+            raise InvalidRequestError("subnet", f"subnet {net} {why}: a bridge network cannot use it")
         if net.num_addresses < 4:
             raise InvalidRequestError("subnet", f"subnet {net} is too small for a bridge network")
         clash = next((b for b in busy if b.version == net.version and b.overlaps(net)), None)

@@ -289,6 +289,51 @@ def _cidr(key: str, what: str, value: Any, *, strict: bool) -> ipaddress.IPv4Net
         raise AnnotationError(key, f"{what}{_show(value)} is not a valid CIDR: {exc}") from None
 
 
+# --- Special-purpose address space ----------------------------------------------------------
+
+#: Address blocks no pod network may use, with why: assigning one to a bridge or routing it
+#: to pods breaks the host (loopback, 0.0.0.0/8), or the address is never a unicast host
+#: address on a link (multicast, link-local, reserved, broadcast, IPv4-mapped, unspecified).
+SPECIAL_PURPOSE_NETWORKS: Final = tuple((ipaddress.ip_network(cidr), why) for cidr, why in (
+    ("0.0.0.0/8", "'this network' (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+    ("169.254.0.0/16", "link-local (169.254.0.0/16)"),
+    ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+    ("240.0.0.0/4", "reserved or broadcast (240.0.0.0/4)"),
+    ("::/8", "unspecified, loopback or IPv4-mapped (::/8)"),
+    ("fe80::/10", "link-local (fe80::/10)"),
+    ("fec0::/10", "deprecated site-local (fec0::/10)"),
+    ("ff00::/8", "multicast (ff00::/8)"),
+))
+
+
+def special_purpose(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """Why `net` can never be a pod or bridge subnet (it overlaps a special-purpose block), or
+    None. Overlap, not containment: 0.0.0.0/0 contains every special block and is refused."""
+    for block, why in SPECIAL_PURPOSE_NETWORKS:
+        if block.version == net.version and block.overlaps(net):
+            return f"overlaps {why}"
+    return None
+
+
+def check_allowed_ip_ranges(key: str, sets: Iterable[Iterable[IPRange]],
+                            allowed: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] | None) -> None:
+    """Ranges a pod asked for must lie inside what the operator allowed (`allowed`: the pod
+    CIDR and the network's allow-list); with nothing allowed the pod may ask for nothing."""
+    allowed = list(allowed or ())
+    for i, range_set in enumerate(sets):
+        for j, r in enumerate(range_set):
+            net = ipaddress.ip_network(r.subnet)
+            if not allowed:
+                raise AnnotationError(key, f"range set {i}, range {j}: subnet {r.subnet} refused: the operator "
+                                           "allows no pod-chosen ranges (no pod CIDR from UpdateRuntimeConfig and "
+                                           'no "criNet": {"allowedIPRanges": [...]} in the network config)')
+            if not any(a.version == net.version and net.subnet_of(a) for a in allowed):  # type: ignore[arg-type]
+                shown = ", ".join(str(a) for a in allowed)
+                raise AnnotationError(key, f"range set {i}, range {j}: subnet {r.subnet} is outside the allowed "
+                                           f"ranges ({shown})")
+
+
 # --- Quantities and bandwidth ----------------------------------------------------------------
 
 
@@ -535,6 +580,9 @@ def insert_portmapping(value: str, capabilities: Mapping[str, Any]) -> dict[str,
 def _ip_range(key: str, where: str, entry: Any) -> IPRange:
     obj = _check_fields(key, where, entry, ("subnet",), ("rangeStart", "rangeEnd", "gateway"))
     net = _cidr(key, f"{where}subnet ", obj["subnet"], strict=True)
+    why = special_purpose(net)
+    if why is not None:
+        raise AnnotationError(key, f"{where}subnet {obj['subnet']} {why}: never a pod range")
     addrs: dict[str, Any] = {}
     for name in ("rangeStart", "rangeEnd", "gateway"):
         raw = obj.get(name, "")
@@ -544,6 +592,10 @@ def _ip_range(key: str, where: str, entry: Any) -> IPRange:
         if addr.version != net.version or addr not in net:
             raise AnnotationError(key, f"{where}{name} {_show(raw)} is outside subnet {obj['subnet']}")
         addrs[name] = addr
+    gateway = addrs.get("gateway")
+    if gateway is not None and net.num_addresses > 2 and gateway in (net.network_address, net.broadcast_address):
+        raise AnnotationError(key, f"{where}gateway {_show(obj['gateway'])} is the network or broadcast address "
+                                   f"of {obj['subnet']}")
     if "rangeStart" in addrs and "rangeEnd" in addrs and addrs["rangeStart"] > addrs["rangeEnd"]:
         raise AnnotationError(key, f"{where}rangeStart {_show(obj['rangeStart'])} is after "
                                    f"rangeEnd {_show(obj['rangeEnd'])}")
@@ -588,18 +640,27 @@ def _pod_cidr_ranges(pod_cidr: str | None) -> list[list[IPRange]] | None:
     return sets
 
 
-def parse_ip_ranges(annotations: Mapping[str, str] | None, pod_cidr: str | None) -> list[list[IPRange]] | None:
+def parse_ip_ranges(annotations: Mapping[str, str] | None, pod_cidr: str | None, *,
+                    allowed: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
+                    ) -> list[list[IPRange]] | None:
     """The `ipRanges` capability: `cri-net.io/ip-ranges`, else the runtime's pod CIDR, else None.
 
     The annotation is `[[{subnet, rangeStart, rangeEnd, gateway}]]`: every subnet a CIDR
     without host bits, every address inside its subnet, rangeStart <= rangeEnd, one IP family
     per range set. A dual-stack pod CIDR ("10.0.0.0/24,fd00::/64") gives one set per CIDR.
     The pod CIDR is validated even when the annotation overrides it.
+
+    A pod author writes the annotation, so its ranges must never be special-purpose and must
+    lie inside `allowed` (the pod CIDR's networks plus the operator's allow-list): without
+    anything allowed, the annotation is refused (it would set the host bridge's address).
     """
     default = _pod_cidr_ranges(pod_cidr)
     value = _annotation(annotations, IP_RANGES_ANNOTATION)
     if value is not None:
-        return _annotation_ip_ranges(IP_RANGES_ANNOTATION, value)
+        sets = _annotation_ip_ranges(IP_RANGES_ANNOTATION, value)
+        pod_nets = [ipaddress.ip_network(r.subnet, strict=False) for s in default or () for r in s]
+        check_allowed_ip_ranges(IP_RANGES_ANNOTATION, sets, pod_nets + list(allowed or ()))
+        return sets
     return default
 
 
@@ -713,6 +774,15 @@ def _cni_arg_text(key: str, what: str, value: Any) -> str:
     return value
 
 
+def validate_pod_identity(namespace: str, name: str, uid: str) -> None:
+    """A pod's identity as every network mode must accept it (host-network pods too): the
+    text CNI_ARGS can carry, at most MAX_IDENTITY_LEN characters each."""
+    for path, val in (("metadata.namespace", namespace), ("metadata.name", name), ("metadata.uid", uid)):
+        _cni_arg_text(path, "", val)
+        if len(val) > MAX_IDENTITY_LEN:
+            raise AnnotationError(path, f"is {len(val)} characters long; at most {MAX_IDENTITY_LEN}")
+
+
 def build_cni_args(namespace: str, name: str, sandbox_id: str, uid: str,
                    annotations: Mapping[str, str] | None) -> list[tuple[str, str]]:
     """CNI_ARGS pairs for a pod: the fixed Kubernetes ones, then the annotation extensions.
@@ -823,7 +893,9 @@ def pod_annotations_capability(annotations: Mapping[str, str] | None) -> dict[st
 
 
 def capability_args(annotations: Mapping[str, str] | None, port_mappings: Iterable[Any] | None,
-                    pod_cidr: str | None, dns: Any, *, pod: str = "") -> dict[str, Any]:
+                    pod_cidr: str | None, dns: Any, *, pod: str = "",
+                    allowed_ip_ranges: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
+                    ) -> dict[str, Any]:
     """All CNI capability args for one pod, validated before anything is returned.
 
     Keys (only the non-empty ones): portMappings, bandwidth, ipRanges, dns,
@@ -834,7 +906,7 @@ def capability_args(annotations: Mapping[str, str] | None, port_mappings: Iterab
     """
     mappings = parse_port_mappings(port_mappings, annotations)
     bandwidth = parse_bandwidth(annotations, pod=pod)
-    ranges = parse_ip_ranges(annotations, pod_cidr)
+    ranges = parse_ip_ranges(annotations, pod_cidr, allowed=allowed_ip_ranges)
     dns_cap = dns_capability(dns)
     pod_annotations = pod_annotations_capability(annotations)
     caps: dict[str, Any] = {}

@@ -5,13 +5,19 @@ READY once every plane is attached. A server killed in between finds the CREATIN
 restart and rolls it back completely, so an interrupted pod is either whole or gone.
 
 Ids are derived from (namespace, name, uid, attempt), so a retried RunPodSandbox finds the
-pod it already made instead of making a second netns.
+pod it already made instead of making a second netns. The derivation is injective (a hash of
+the JSON encoding); pods made by versions that hashed NUL-joined fields keep their old ids
+(records store them) and are still found, by their recorded identity.
+
+State that cannot be read is never a reason to tear anything down: a pod whose record is
+unreadable keeps its netns and attachments, and is reported (Status, logs) instead.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -21,7 +27,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..config import Settings
-from ..fsutil import atomic_write, read_regular, remove_stale_temps
+from ..fsutil import atomic_write, is_temp, read_regular, remove_stale_temps
 from ..keyed_locks import KeyedLocks
 from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
@@ -30,7 +36,7 @@ from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
 from ..network.results import plane_result, split_ips
 from ..nsfs import live_netns
 from ..operator import PlaneRef
-from . import netns
+from . import limits, netns
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
 
 log = logging.getLogger("cri_net.server")
@@ -59,6 +65,10 @@ class SandboxNotFoundError(NetworkApiError):
 
 class SandboxExistsError(NetworkApiError):
     pass
+
+
+class SandboxUnreadableError(NetworkApiError):
+    """The pod's record exists but cannot be read: its state is unknown, so it is left alone."""
 
 
 @dataclass
@@ -94,7 +104,22 @@ def _short(value: str, limit: int = 80) -> str:
 
 
 def sandbox_id(namespace: str, name: str, uid: str, attempt: int) -> str:
+    """The pod's id: SHA-256 of its identity as a JSON array (injective, unlike a join)."""
+    return hashlib.sha256(json.dumps([namespace, name, uid, attempt]).encode()).hexdigest()
+
+
+def legacy_sandbox_id(namespace: str, name: str, uid: str, attempt: int) -> str:
+    """The id versions before the JSON encoding gave (NUL-joined: not injective). Only used to
+    find those versions' pods, and only when the record's identity matches exactly."""
     return hashlib.sha256(f"{namespace}\0{name}\0{uid}\0{attempt}".encode()).hexdigest()
+
+
+def _cache_entries(results_dir: str) -> int:
+    """How many cache files there are, readable or not (temp files excluded)."""
+    try:
+        return sum(1 for name in os.listdir(results_dir) if not is_temp(name))
+    except OSError:
+        return 0
 
 
 class SandboxManager:
@@ -130,7 +155,10 @@ class SandboxManager:
 
         if cidr:
             try:
-                annotations.parse_ip_ranges({}, cidr)
+                for [r] in annotations.parse_ip_ranges({}, cidr) or []:
+                    why = annotations.special_purpose(ipaddress.ip_network(r.subnet, strict=False))
+                    if why is not None:
+                        raise annotations.AnnotationError("pod_cidr", f"{r.subnet} {why}: never a pod range")
             except annotations.AnnotationError as exc:
                 raise InvalidRequestError("runtime_config.network_config.pod_cidr", exc.reason) from None
         atomic_write(self._runtime_file, json.dumps({"pod_cidr": cidr}).encode(), 0o600, 0o700)
@@ -138,18 +166,46 @@ class SandboxManager:
         kv(log, logging.INFO, "pod CIDR updated", pod_cidr=cidr)
 
     # ---- lifecycle ---------------------------------------------------------------------
-    def run(self, req: PodRequest) -> str:
+    def _validate_identity(self, req: PodRequest) -> None:
+        """The same checks for every network mode (host-network pods used to skip them)."""
+        from ..network import annotations
+
         for key in ("name", "namespace", "uid"):
             if not getattr(req, key):
                 raise InvalidRequestError(f"config.metadata.{key}", "required")
+        try:
+            annotations.validate_pod_identity(req.namespace, req.name, req.uid)
+        except annotations.AnnotationError as exc:
+            raise InvalidRequestError(f"config.{exc.key}", exc.reason) from None
+        limits.check_pod_metadata(req.labels, req.annotations, req.runtime_handler)
+
+    def _existing(self, req: PodRequest, sid: str) -> tuple[str, SandboxRecord | None]:
+        """The pod's id and record, if it exists: under its id, or under the id an older
+        version derived (only when that record's identity is exactly this pod's)."""
+        identity = SandboxMetadata(name=req.name, uid=req.uid, namespace=req.namespace, attempt=req.attempt)
+        for candidate in (sid, legacy_sandbox_id(req.namespace, req.name, req.uid, req.attempt)):
+            if candidate in self.store.unreadable:
+                raise SandboxExistsError(f"pod sandbox {candidate} of {req.namespace}/{req.name}: its record is "
+                                         f"unreadable ({self.store.unreadable[candidate]}); it is left alone: "
+                                         "repair or remove the file, then restart cri-net")
+            record = self.store.get(candidate)
+            if record is not None and record.metadata == identity:
+                return candidate, record
+            if record is not None and candidate == sid:
+                raise SandboxExistsError(f"pod sandbox id {sid} is taken by pod {record.metadata.namespace}/"
+                                         f"{record.metadata.name} (uid {_short(record.metadata.uid)})")
+        return sid, None
+
+    def run(self, req: PodRequest) -> str:
+        self._validate_identity(req)
         sid = sandbox_id(req.namespace, req.name, req.uid, req.attempt)
         pod = f"{req.namespace}/{req.name}"
         with self._pod_lock(sid):
-            existing = self.store.get(sid)
+            existing_id, existing = self._existing(req, sid)
             if existing is not None:
                 if existing.state == "READY":
-                    return sid
-                raise SandboxExistsError(f"pod sandbox {sid} for {pod} attempt {req.attempt} exists and is "
+                    return existing_id
+                raise SandboxExistsError(f"pod sandbox {existing_id} for {pod} attempt {req.attempt} exists and is "
                                          f"{existing.state}; remove it first")
             netns_path = "" if req.host_network else os.path.join(self.settings.netns_dir, sid)
             conf = NetworkApiConf(name=req.name, namespace=req.namespace, pod_id=sid, pod_uid=req.uid,
@@ -264,6 +320,9 @@ class SandboxManager:
     def status(self, id_or_prefix: str) -> SandboxView:
         sid = self.resolve(id_or_prefix)
         record = self.store.get(sid) if sid else None
+        if record is None and id_or_prefix in self.store.unreadable:
+            raise SandboxUnreadableError(f"pod sandbox {id_or_prefix}: state unknown, record unreadable "
+                                         f"({self.store.unreadable[id_or_prefix]}); its network is left alone")
         if record is None:
             raise SandboxNotFoundError(f"pod sandbox {_short(id_or_prefix)} not found")
         return self.view(record)
@@ -299,7 +358,8 @@ class SandboxManager:
                 record.state = "NOTREADY"
                 self.store.put(record)
                 counts["not_ready"] += 1
-        known = {r.id for r in self.store.all()}
+        known = {r.id for r in self.store.all()} | set(self.store.unreadable)  # unknown state: never torn down
+        counts["unreadable"] = len(self.store.unreadable)
         counts["stale_attachments"] = self.gc_stale_attachments(known)
         self._gc_plugins()
         if os.path.isdir(self.settings.netns_dir):
@@ -328,8 +388,8 @@ class SandboxManager:
             if not att.netns.startswith(ours) or (known is not None and att.container_id in known):
                 continue
             with self._pod_lock(att.container_id):
-                if self.store.get(att.container_id) is not None:
-                    continue  # a live pod (possibly re-created since the listing)
+                if self.store.get(att.container_id) is not None or att.container_id in self.store.unreadable:
+                    continue  # a live pod (possibly re-created since the listing), or one we cannot read
                 plane = PlaneRef(att.network, att.container_id, live_netns(att.netns), att.ifname)
                 try:
                     operator.detach_network_plane(plane)
@@ -347,6 +407,11 @@ class SandboxManager:
         if not networks:
             return  # nothing to GC: spare a second scan of the whole cache
         remaining = operator.cni.cached_attachments()
+        unreadable = _cache_entries(operator.cni.cache.results_dir) - len(remaining)
+        if unreadable > 0:  # their attachments would look invalid: never GC on what we could not read
+            kv(log, logging.WARNING, "plugin GC skipped: cached results that cannot be read",
+               dir=operator.cni.cache.results_dir, count=unreadable)
+            return
         for net in networks:
             valid = [GCAttachment(a.container_id, a.ifname) for a in remaining if a.network == net.name]
             try:

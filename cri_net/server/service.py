@@ -22,7 +22,7 @@ from ..network.errors import InvalidRequestError, NetworkApiError, NetworkNotRea
 from ..cri.pb.runtime.v1 import api_pb2 as pb
 from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
 from .admission import Admission, Busy
-from .sandbox import PodRequest, SandboxExistsError, SandboxManager, SandboxNotFoundError
+from .sandbox import PodRequest, SandboxExistsError, SandboxManager, SandboxNotFoundError, SandboxUnreadableError
 from .store import SandboxRecord
 
 log = logging.getLogger("cri_net.server")
@@ -44,6 +44,37 @@ def clamp(text: str, limit: int = MAX_DETAILS) -> str:
     return text if len(text) <= limit else text[:limit - 20] + f"... ({len(text)} chars)"
 
 
+#: Status lists at most this many unreadable records (the rest are counted).
+MAX_LISTED_PROBLEMS = 100
+#: ListPodSandbox answers stay below gRPC's default receive limit (4 MiB), so that every
+#: client can read them, whatever it set (kubelet and crictl take 16 MiB).
+LIST_BUDGET = 4 * 1024 * 1024 - 64 * 1024
+#: Set on a listed pod whose labels/annotations were left out to fit the budget; the pod's
+#: PodSandboxStatus still carries them all.
+OMITTED_ANNOTATION = "cri-net.io/list-omitted"
+
+
+def fit_list(items: list[pb.PodSandbox], budget: int) -> int:
+    """Trim `items` in place until they fit `budget` bytes: annotations first, then labels,
+    largest pods first (kubelet reads id, metadata, state and created_at from a list; the
+    label filter runs before this). Returns how many pods were trimmed."""
+    total = sum(i.ByteSize() + 8 for i in items)  # + field tag and length prefix
+    trimmed: set[str] = set()
+    for field in ("annotations", "labels"):
+        for item in sorted(items, key=lambda i: i.ByteSize(), reverse=True):
+            if total <= budget:
+                return len(trimmed)
+            if not getattr(item, field):
+                continue
+            before = item.ByteSize()
+            omitted = ",".join(filter(None, (item.annotations.get(OMITTED_ANNOTATION), field)))
+            item.ClearField(field)
+            item.annotations[OMITTED_ANNOTATION] = omitted
+            total -= before - item.ByteSize()
+            trimmed.add(item.id)
+    return len(trimmed)
+
+
 def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     msg = clamp(str(exc))
     if isinstance(exc, InvalidRequestError):
@@ -52,6 +83,8 @@ def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
         context.abort(grpc.StatusCode.NOT_FOUND, msg)
     if isinstance(exc, SandboxExistsError):
         context.abort(grpc.StatusCode.ALREADY_EXISTS, msg)
+    if isinstance(exc, SandboxUnreadableError):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, msg)
     if isinstance(exc, NetworkNotReadyError):
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, msg)
     context.abort(grpc.StatusCode.INTERNAL, msg)
@@ -174,6 +207,12 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
                 "lastReloadError": adaptor.operator.last_reload_error,
                 "podCIDR": self.manager.pod_cidr or "",
             })
+            # pods whose record cannot be read: their state is unknown and they are left alone
+            unreadable = sorted(self.manager.store.unreadable.items())
+            info["unreadableSandboxes"] = json.dumps([{"id": clamp(i, 200), "problem": clamp(why, 1000)}
+                                                      for i, why in unreadable[:MAX_LISTED_PROBLEMS]])
+            if len(unreadable) > MAX_LISTED_PROBLEMS:
+                info["unreadableSandboxesOmitted"] = str(len(unreadable) - MAX_LISTED_PROBLEMS)
         return pb.StatusResponse(status=status, info=info)
 
     @_gated("setup")
@@ -225,10 +264,14 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         if f.HasField("state"):
             state = "READY" if f.state.state == pb.SANDBOX_READY else "NOTREADY"
         records = self.manager.list(f.id, state, dict(f.label_selector))
-        return pb.ListPodSandboxResponse(items=[
-            pb.PodSandbox(id=r.id, metadata=_metadata(r), state=_STATES.get(r.state, pb.SANDBOX_NOTREADY),
-                          created_at=r.created_at, labels=r.labels, annotations=r.annotations,
-                          runtime_handler=r.runtime_handler) for r in records])
+        items = [pb.PodSandbox(id=r.id, metadata=_metadata(r), state=_STATES.get(r.state, pb.SANDBOX_NOTREADY),
+                               created_at=r.created_at, labels=r.labels, annotations=r.annotations,
+                               runtime_handler=r.runtime_handler) for r in records]
+        trimmed = fit_list(items, LIST_BUDGET)
+        if trimmed:
+            kv(log, logging.WARNING, "ListPodSandbox answer over budget: metadata omitted from some pods",
+               pods=len(items), trimmed=trimmed, budget=LIST_BUDGET)
+        return pb.ListPodSandboxResponse(items=items)
 
     @_guard
     def UpdateRuntimeConfig(self, request: pb.UpdateRuntimeConfigRequest,

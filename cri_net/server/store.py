@@ -8,7 +8,7 @@ import os
 import threading
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from ..fsutil import atomic_write, make_dirs, read_regular, remove_stale_temps
 from ..log import kv
@@ -58,11 +58,15 @@ class SandboxStore:
     def __init__(self, state_dir: str) -> None:
         self.dir = os.path.join(state_dir, "sandboxes")
         self._records: dict[str, SandboxRecord] = {}
+        #: id (file name) -> "file: why" of records that could not be read: their pods are
+        #: in an unknown state, so nothing of theirs (netns, attachments, file) is touched
+        self.unreadable: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def load(self) -> list[str]:
         """Read every record; returns the problems (unreadable files are kept aside, not lost)."""
         problems = []
+        self.unreadable = {}
         make_dirs(self.dir, 0o700)
         if removed := remove_stale_temps(self.dir, min_age=0):  # our own dir, read before any write
             kv(log, logging.WARNING, "removed temp files left by a crash", dir=self.dir, count=removed)
@@ -73,9 +77,14 @@ class SandboxStore:
             try:
                 # only regular files we wrote: a FIFO must not hang start-up, nor /dev/zero fill it
                 record = SandboxRecord.model_validate_json(read_regular(path, MAX_RECORD_SIZE, follow_symlinks=False))
-            except (OSError, ValidationError) as exc:
+                if record.id != name[:-len(".json")]:
+                    raise ValueError(f"its id {record.id[:80]!r} is not its file name")
+            except (OSError, ValueError) as exc:  # ValidationError is a ValueError
                 problems.append(f"{path}: {exc}")
-                kv(log, logging.ERROR, "unreadable sandbox record", file=path, error=str(exc).splitlines()[0])
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.unreadable[name[:-len(".json")]] = f"{path}: {reason}"
+                kv(log, logging.ERROR, "unreadable sandbox record; its pod's netns and attachments are left alone",
+                   file=path, error=reason)
                 continue
             self._records[record.id] = record
         return problems

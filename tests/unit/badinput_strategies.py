@@ -75,3 +75,63 @@ def props(ci: int, full: int, **extra: Any) -> settings:
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
                     **extra)
+
+
+# ---- identities and node-wide resources (issue 11) -----------------------------------------
+
+#: Pieces that join or split identity fields: NUL (the old id's separator), JSON syntax,
+#: separators CNI_ARGS or paths use, digits that could merge with the attempt number.
+IDENTITY_PIECES = ["\0", "\0\0", '"', '","', "\\", "[", "]", ",", "0", "1", ";", "=", "/", "é", "\u202e", "a", ""]
+identity_text: st.SearchStrategy[str] = st.one_of(
+    st.lists(st.sampled_from(IDENTITY_PIECES) | st.text(max_size=3), max_size=6).map("".join),
+    proto_text,
+)
+#: (namespace, name, uid, attempt)
+identities = st.tuples(identity_text, identity_text, identity_text, st.integers(0, 3))
+
+#: Special-purpose blocks no pod or bridge range may overlap, and private blocks that are fine.
+SPECIAL_BLOCKS = ["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "::/8",
+                  "fe80::/10", "fec0::/10", "ff00::/8"]
+ORDINARY_BLOCKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fd00::/8", "2001:db8::/32"]
+
+
+def subnets_in(blocks: list[str], supernets: bool = False) -> st.SearchStrategy[str]:
+    """Random subnets inside one of `blocks` (`supernets`: or a block containing it)."""
+    import ipaddress
+
+    def pick(block: str, extra: int, index: int, wider: bool) -> str:
+        net = ipaddress.ip_network(block)
+        if wider:
+            return str(net.supernet(new_prefix=max(0, net.prefixlen - 1 - extra % 3)))
+        new_prefix = min(net.max_prefixlen - 2, net.prefixlen + extra)
+        count = 2 ** (new_prefix - net.prefixlen)
+        return str(ipaddress.ip_network((int(net.network_address) + (index % count) * 2 ** (net.max_prefixlen - new_prefix),
+                                         new_prefix)))
+
+    return st.builds(pick, st.sampled_from(blocks), st.integers(0, 24), st.integers(0, 2**64),
+                     st.booleans() if supernets else st.just(False))
+
+
+#: Port mappings as the portMappings capability carries them, from a small space so that
+#: generated pairs often share a port, protocol or host IP.
+wire_mappings = st.fixed_dictionaries(
+    {"hostPort": st.sampled_from([80, 8080, 30000]), "containerPort": st.integers(1, 65535)},
+    optional={"protocol": st.sampled_from(["tcp", "udp", "sctp", "TCP"]),
+              "hostIP": st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "10.213.0.1", "::1"])})
+
+
+def _shifted(parts: tuple[str, str, str, str, int], field: int) -> tuple[tuple[str, str, str, int], ...]:
+    """Two identities that differ only in where a NUL splits two neighbouring fields: one
+    string once the fields are NUL-joined (the old id's collision)."""
+    ns, a, b, c, attempt = parts
+    if field == 0:
+        return (ns + "\0" + a, b, c, attempt), (ns, a + "\0" + b, c, attempt)
+    return (ns, a + "\0" + b, c, attempt), (ns, a, b + "\0" + c, attempt)
+
+
+#: Pairs of distinct identities: arbitrary ones, and NUL-shifted ones that collided before.
+identity_pairs = st.one_of(
+    st.tuples(identities, identities),
+    st.builds(_shifted, st.tuples(identity_text, identity_text, identity_text, identity_text, st.integers(0, 3)),
+              st.integers(0, 1)),
+).filter(lambda p: p[0] != p[1])

@@ -349,6 +349,6 @@ def test_plan_sizes_recorded(tmp_path: Path) -> None:
     caps = ann.capability_args(
         {ann.PORT_MAPPINGS_ANNOTATION: json.dumps([{"hostPort": 80, "containerPort": 8080, "hostIP": "::1"}]),
          ann.INGRESS_BANDWIDTH_ANNOTATION: "10M", ann.IP_RANGES_ANNOTATION: '[[{"subnet": "10.213.0.0/24"}]]'},
-        [{"host_port": 81, "container_port": 81, "protocol": 1}], "10.0.0.0/24", {"servers": ["10.0.0.53"]})
+        [{"host_port": 81, "container_port": 81, "protocol": 1}], "10.213.0.0/16", {"servers": ["10.0.0.53"]})
     check_caps(caps)
     assert len(caps[ann.CAP_PORT_MAPPINGS]) == 2 and caps[ann.CAP_BANDWIDTH]["ingressRate"] == 10_000_000

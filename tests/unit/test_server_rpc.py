@@ -819,10 +819,15 @@ def test_update_runtime_config_pod_cidr(env):
     first = client.runp(pod("first", uid="u1"))
     assert ip_ranges_of_add(env.fake, first) == [[{"subnet": "10.244.1.0/24"}]]
 
-    # an annotation overrides the pod CIDR
-    ann = {"cri-net.io/ip-ranges": json.dumps([[{"subnet": "10.9.0.0/16"}]])}
+    # an annotation overrides the pod CIDR, within it
+    ann = {"cri-net.io/ip-ranges": json.dumps([[{"subnet": "10.244.1.128/25"}]])}
     third = client.runp(pod("ann", uid="u3", annotations=ann))
-    assert ip_ranges_of_add(env.fake, third) == [[{"subnet": "10.9.0.0/16"}]]
+    assert ip_ranges_of_add(env.fake, third) == [[{"subnet": "10.244.1.128/25"}]]
+    # ... but never outside it
+    outside = {"cri-net.io/ip-ranges": json.dumps([[{"subnet": "10.9.0.0/16"}]])}
+    err = rpc_error(client.runp, pod("outside", uid="u4", annotations=outside))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cri-net.io/ip-ranges" in err.details() and "10.9.0.0/16" in err.details()
 
     # invalid CIDR: INVALID_ARGUMENT, the previous value stays
     for bad in ("10.244.1.0", "not-a-cidr", "10.0.0.0/33"):
