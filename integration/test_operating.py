@@ -1,0 +1,201 @@
+"""Operating cri-net serve (issue 15): the real /metrics, /healthz and /readyz of a real
+server after real pod cycles with the real plugins, and readiness from SIGTERM on.
+
+Every server runs from `integration.serve_fixture` with its own directories, subnet and
+bridge; the HTTP endpoint listens on 127.0.0.1 on a port the kernel picks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from integration.conftest import CNI_PLUGIN_DIR
+from integration.serve_fixture import CRIServer, cri_server_factory  # noqa: F401 - fixtures
+
+METRICS = ["--metrics-listen", "127.0.0.1:0"]
+CNI_PLUGIN = Path(os.sys.executable).with_name("cri-net-cni")
+
+
+def pod(name: str, annotations: dict[str, str] | None = None) -> dict:
+    return {"metadata": {"name": name, "namespace": "ops", "uid": secrets.token_hex(8), "attempt": 0},
+            "annotations": annotations or {}, "linux": {}}
+
+
+def http_address(srv: CRIServer, timeout: float = 10.0) -> str:
+    """host:port the server logged for its metrics endpoint (port 0 was asked for)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.findall(r"serving metrics and health\"? address=(\S+)", srv.log)
+        if m:
+            return m[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"no metrics address logged:\n{srv.log_tail()}")
+
+
+def get(address: str, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(address: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample: (name, labels) -> value."""
+    code, text = get(address, "/metrics")
+    assert code == 200, text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"{name}{labels} not scraped; have: " + ", ".join(
+        f"{n}{dict(lb)}" for n, lb in samples if n == name)
+    return samples[key]
+
+
+def network_ready(srv: CRIServer) -> bool:
+    with srv.client() as c:
+        conds = {x["type"]: x for x in c.info()["status"]["conditions"]}
+    return bool(conds["NetworkReady"]["status"])
+
+
+def test_metrics_after_real_pod_cycles(cri_server_factory: Callable[..., CRIServer]) -> None:
+    srv = cri_server_factory(extra_args=METRICS)
+    net = srv.net.name
+    addr = http_address(srv)
+    assert get(addr, "/healthz") == (200, "ok\n")
+    assert get(addr, "/readyz") == (200, "ok\n")
+    assert network_ready(srv)  # Status agrees with /readyz
+    with srv.client() as c:
+        for i in range(2):  # two full cycles
+            sid = c.runp(pod(f"cycle{i}"))
+            assert c.inspectp(sid).status.network.ip
+            c.stopp(sid)
+            c.rmp(sid)
+        kept = c.runp(pod("kept"))  # one pod stays READY, holding one lease
+        with pytest.raises(grpc.RpcError) as bad:
+            c.runp(pod("bad", {"kubernetes.io/ingress-bandwidth": "lots"}))
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        c.stopp("0" * 64)  # an unknown pod: StopPodSandbox is idempotent, not an error
+        with pytest.raises(grpc.RpcError) as missing:
+            c.inspectp("0" * 64)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    s = scrape(addr)
+    assert value(s, "cri_net_operations_total", operation="RunPodSandbox", network=net) == 4
+    assert value(s, "cri_net_operation_errors_total", operation="RunPodSandbox", network=net) == 1
+    assert value(s, "cri_net_operation_duration_seconds_count", operation="RunPodSandbox", network=net) == 4
+    assert value(s, "cri_net_operation_duration_seconds_sum", operation="RunPodSandbox", network=net) > 0
+    assert value(s, "cri_net_operations_total", operation="StopPodSandbox", network=net) == 3
+    assert value(s, "cri_net_operations_total", operation="PodSandboxStatus", network=net) == 3
+    assert value(s, "cri_net_operation_errors_total", operation="PodSandboxStatus", network=net) == 1
+    assert value(s, "cri_net_operations_total", operation="RemovePodSandbox", network=net) == 2
+    for ok_rpc in ("StopPodSandbox", "RemovePodSandbox"):
+        assert ("cri_net_operation_errors_total", frozenset({"operation": ok_rpc, "network": net}.items())) not in s
+    # the plugins really ran: 3 ADDs (2 cycles + the kept pod), 2 DELs, by plugin type
+    for plugin in ("bridge", "portmap", "bandwidth"):
+        assert value(s, "cri_net_plugin_exec_duration_seconds_count", plugin=plugin, command="ADD") == 3
+        assert value(s, "cri_net_plugin_exec_duration_seconds_count", plugin=plugin, command="DEL") == 2
+    assert value(s, "cri_net_plugin_exec_duration_seconds_count", plugin="loopback", command="ADD") == 3
+    assert value(s, "cri_net_pods", state="READY") == 1
+    assert value(s, "cri_net_pods", state="NOTREADY") == 0
+    assert value(s, "cri_net_ip_leases", network=net) == len(srv.leases()) == 1
+    assert value(s, "cri_net_networks", state="loaded") == 1
+    assert value(s, "cri_net_ready") == 1
+    # a broken file dropped into the conf dir: reloaded (watched), skipped, counted
+    bad = srv.conf_dir / "20-broken.conflist"
+    bad.write_text("{not json")
+    deadline = time.monotonic() + 15
+    while (s := scrape(addr)).get(("cri_net_networks", frozenset({"state": "skipped"}.items()))) != 1:
+        assert time.monotonic() < deadline, "the broken file was never reported as skipped"
+        time.sleep(0.1)
+    assert value(s, "cri_net_conf_reloads_total", conf_dir=str(srv.conf_dir), result="applied") >= 1
+    bad.unlink()
+    assert value(s, "cri_net_gc_runs_total", result="ok") >= 1  # the start-up round
+    # a CNI call handed over cni.sock by the real plugin launcher is counted by command and network
+    conf = {"cniVersion": "1.1.0", "name": "ops-hook", "type": "cri-net", "confDir": str(srv.conf_dir),
+            "binDirs": [str(CNI_PLUGIN_DIR)], "cacheDir": str(srv.cache_dir),
+            "daemonSocket": str(srv.socket.with_name("cni.sock"))}
+    env = {"CNI_COMMAND": "STATUS", "CNI_PATH": str(CNI_PLUGIN_DIR), "PATH": os.environ.get("PATH", "/usr/bin")}
+    proc = subprocess.run([str(CNI_PLUGIN)], input=json.dumps(conf).encode(), env=env, capture_output=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = scrape(addr)
+    assert value(s, "cri_net_cni_handoff_calls_total", command="STATUS", outcome="ok") == 1
+    assert value(s, "cri_net_operations_total", operation="STATUS", network="ops-hook") == 1
+    with srv.client() as c:
+        c.stopp(kept)
+        c.rmp(kept)
+    s = scrape(addr)
+    assert value(s, "cri_net_pods", state="READY") == 0
+    assert value(s, "cri_net_ip_leases", network=net) == 0
+
+
+def test_readyz_and_status_agree_without_networks(cri_server_factory: Callable[..., CRIServer]) -> None:
+    srv = cri_server_factory(conflist=False, extra_args=METRICS)
+    addr = http_address(srv)
+    code, body = get(addr, "/readyz")
+    assert (code, body) == (503, "not ready: no network loaded\n")
+    assert get(addr, "/healthz") == (200, "ok\n")
+    assert not network_ready(srv)
+    assert value(scrape(addr), "cri_net_ready") == 0
+
+
+def test_readyz_false_from_sigterm_on(cri_server_factory: Callable[..., CRIServer]) -> None:
+    """SIGTERM while a RunPodSandbox is in its plugin chain: /readyz says no at once, the
+    in-flight call still finishes, and the server exits 0."""
+    srv = cri_server_factory(slow_plugin=True, extra_args=METRICS)
+    addr = http_address(srv)
+    assert get(addr, "/readyz")[0] == 200
+    srv.set_slow_delay(30)
+    config = pod("draining")
+    from cri_net.server.sandbox import sandbox_id
+
+    sid = sandbox_id("ops", "draining", config["metadata"]["uid"], 0)
+    srv.known_ids.add(sid)
+    import threading
+
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            with srv.client(timeout=60) as c:
+                outcome["id"] = c.runp(config)
+        except grpc.RpcError as exc:
+            outcome["error"] = exc.code()
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not srv.slow_marker(sid).exists():
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.02)
+    srv.send(15)
+    deadline = time.monotonic() + 5
+    while True:
+        code, body = get(addr, "/readyz")
+        if code == 503:
+            break
+        assert time.monotonic() < deadline, "/readyz still ready after SIGTERM"
+        time.sleep(0.02)
+    assert body == "not ready: draining: shutting down\n"
+    assert value(scrape(addr), "cri_net_ready") == 0
+    srv.set_slow_delay(None)  # release the in-flight ADD
+    t.join(60)
+    assert outcome.get("id") == sid, outcome
+    srv.assert_stopped_cleanly()
+    srv.start()  # teardown removes the pod through a running server
