@@ -26,8 +26,13 @@ def terminal_writer(config: Any) -> Callable[[str], None]:
                 fh.write(line + "\n")
         return to_tty
     reporter = config.pluginmanager.get_plugin("terminalreporter") if config is not None else None
-    if reporter is not None:
-        return lambda line: reporter.write_line(line)
+    capman = config.pluginmanager.get_plugin("capturemanager") if config is not None else None
+    if reporter is not None and capman is not None:
+        def to_reporter(line: str) -> None:
+            with capman.global_and_fixture_disabled():  # fixture set-up runs under capture
+                reporter.write_line(line)
+                reporter.flush()  # a pipe is block-buffered: the message must show while we wait
+        return to_reporter
     return lambda line: print(line, file=sys.stderr, flush=True)
 
 

@@ -199,3 +199,113 @@ def test_readyz_false_from_sigterm_on(cri_server_factory: Callable[..., CRIServe
     assert outcome.get("id") == sid, outcome
     srv.assert_stopped_cleanly()
     srv.start()  # teardown removes the pod through a running server
+
+
+# ------------------------------------------------------------------------- the CLI, for real
+
+CRI_NET = Path(os.sys.executable).with_name("cri-net")
+
+
+def cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CRI_NET), *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def test_pods_and_inspect_over_the_cri_socket(cri_server_factory: Callable[..., CRIServer]) -> None:
+    srv = cri_server_factory()
+    with srv.client() as c:
+        sid = c.runp(pod("listed"))
+        ip = c.inspectp(sid).status.network.ip
+    sock = ["--listen", str(srv.socket)]
+    listed = cli("pods", *sock, "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    [doc] = json.loads(listed.stdout)
+    assert (doc["id"], doc["name"], doc["namespace"], doc["state"], doc["ip"]) == (sid, "listed", "ops",
+                                                                                   "SANDBOX_READY", ip)
+    table = cli("pods", *sock).stdout.splitlines()
+    assert table[0].split()[:2] == ["POD", "ID"] and table[1].split()[0] == sid[:13]
+    assert table[1].split()[-1] == ip and "listed" in table[1]
+    assert cli("pods", *sock, "-q").stdout == sid + "\n"
+    assert cli("pods", *sock, "-q", "--state", "notready").stdout == ""
+    inspected = cli("inspect", sid[:12], *sock)
+    assert inspected.returncode == 0, inspected.stderr
+    info = json.loads(inspected.stdout)
+    assert info["ip"] == ip and info["netns"] == str(srv.netns_path(sid))
+    assert [p["name"] for p in info["planes"]] == [srv.net.name]
+    missing = cli("inspect", "f" * 64, *sock)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def test_network_disconnect_detaches_only_the_named_network(
+        tmp_path: Path, net_factory: Callable[[], object], netns: Callable[[], str]) -> None:
+    """Two native networks on one netns given by name (not path); `disconnect A NETNS` leaves
+    B attached; `network ls` shows owners and the attached container; all removed at the end."""
+    from integration.test_network_real import host_link_exists, ns_links
+
+    a, b, pods_net = net_factory(), net_factory(), net_factory()
+    conf, cache = tmp_path / "net.d", tmp_path / "cache"
+    conf.mkdir()
+    for n in (a, b, pods_net):
+        n.cache_dirs.add(cache)
+    (conf / "10-pods.conflist").write_text(json.dumps(pods_net.conflist(ipam_dir=tmp_path / "ipam")))
+    flags = ["--conf-dir", str(conf), "--bin-dir", str(CNI_PLUGIN_DIR), "--cache-dir", str(cache)]
+    for n in (a, b):
+        made = cli("network", "create", "--subnet", str(n.subnet), n.name, *flags)
+        assert made.returncode == 0, made.stderr
+        [doc] = json.loads(cli("network", "inspect", n.name, *flags).stdout)
+        n.bridge = doc["config"]["plugins"][0]["bridge"]  # the harness purges it if we fail
+    ns_path = netns()
+    name = os.path.basename(ns_path)
+    connected = cli("network", "connect", f"{a.name},{b.name}", name, *flags)  # a name, resolved in /run/netns
+    assert connected.returncode == 0, connected.stderr
+    assert [r["interface"] for r in json.loads(connected.stdout)] == ["eth0", "eth1"]
+    rows = {r["name"]: r for r in json.loads(cli("network", "ls", "-o", "json", *flags).stdout)}
+    assert rows[pods_net.name]["owner"] == "cri" and rows[pods_net.name]["containers"] == []
+    [container] = rows[a.name]["containers"]
+    assert rows[a.name]["owner"] == rows[b.name]["owner"] == "native" and rows[b.name]["containers"] == [container]
+
+    off = cli("network", "disconnect", a.name, name, *flags)
+    assert off.returncode == 0, off.stderr
+    links = ns_links(ns_path)
+    assert "eth0" not in links and "eth1" in links  # only A's interface went
+    rows = {r["name"]: r for r in json.loads(cli("network", "ls", "-o", "json", *flags).stdout)}
+    assert rows[a.name]["containers"] == [] and rows[b.name]["containers"] == [container]
+    again = cli("network", "disconnect", a.name, ns_path, *flags)  # by path now: same container
+    assert again.returncode == 1 and "not attached" in again.stderr and a.name in again.stderr
+
+    assert cli("network", "disconnect", b.name, name, *flags).returncode == 0
+    assert "eth1" not in ns_links(ns_path)
+    results = cache / "results"
+    assert not results.exists() or list(results.iterdir()) == []  # loopback went with the last network
+    for n in (a, b):
+        gone = cli("network", "rm", n.name, *flags)
+        assert gone.returncode == 0, gone.stderr
+        assert not host_link_exists(n.bridge)
+
+
+def test_a_run_waiting_on_the_host_lock_says_so() -> None:
+    """This session holds the host lock; a second pytest run (no terminal, output captured)
+    must print that it waits, and whose lock it waits for, instead of hanging silently."""
+    import select
+    import signal
+
+    from integration.hostlock import WAITING
+
+    repo = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([os.sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "integration/test_harness.py"], cwd=repo, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while WAITING.encode() not in seen:
+            assert child.poll() is None, f"the second run ended instead of waiting:\n{seen.decode()}"
+            assert time.monotonic() < deadline, f"no waiting message within 60 s:\n{seen.decode()}"
+            ready, _, _ = select.select([child.stdout], [], [], 0.5)
+            if ready:
+                seen += os.read(child.stdout.fileno(), 65536)  # type: ignore[union-attr]
+        line = next(ln for ln in seen.decode().splitlines() if WAITING in ln)
+        assert "/run/lock/cri-net-host.lock" in line and f"pid {os.getpid()}" in line, line
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        child.stdout.close()  # type: ignore[union-attr]
