@@ -91,6 +91,8 @@ def test_metrics_after_real_pod_cycles(cri_server_factory: Callable[..., CRIServ
         with pytest.raises(grpc.RpcError) as bad:
             c.runp(pod("bad", {"kubernetes.io/ingress-bandwidth": "lots"}))
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert re.search(rf'level=warning logger=cri_net.server msg="rpc failed" rpc=RunPodSandbox pod=ops/bad '
+                         rf'network={re.escape(net)} error=', srv.log), srv.log_tail()
         c.stopp("0" * 64)  # an unknown pod: StopPodSandbox is idempotent, not an error
         with pytest.raises(grpc.RpcError) as missing:
             c.inspectp("0" * 64)

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from .. import libcni, metrics
 from ..cni_wire import CALLER_ENV
-from ..libcni import CNI, CNIError, Executor, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
+from ..libcni import CNI, CNIError, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
 from ..libcni.errors import PluginError, PluginNotFoundError
 from ..log import kv
 from ..nsfs import live_netns
