@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up what they need first (idempotent).
-.PHONY: run demo test bootstrap protos docs performance reliability
+.PHONY: run demo test bootstrap protos docs performance reliability install uninstall
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -10,8 +10,17 @@ run: bootstrap
 demo: bootstrap
 	@scripts/demo.sh
 
+# pytest arguments: make test ARGS="tests/unit -k config -x"
 test: bootstrap
-	@scripts/test.sh
+	@scripts/test.sh $(ARGS)
+
+# cri-net and cri-net-cni on PATH, cri-net.service and /etc/cri-net/config.toml (idempotent).
+# Overrides: DESTDIR, BINDIR (/usr/local/bin), UNITDIR (/etc/systemd/system), CONFDIR (/etc/cri-net)
+install: bootstrap
+	@scripts/install.sh install
+
+uninstall:
+	@scripts/install.sh uninstall
 
 protos: bootstrap
 	@.venv/bin/python scripts/gen_protos.py

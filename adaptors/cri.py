@@ -219,3 +219,11 @@ class CRIAdaptor:
 
     def exist(self, name: str) -> bool:
         return self.operator.networks.get(name) is not None
+
+    def attachments(self) -> dict[str, list[str]]:
+        """network -> ids of the pods attached to it (this adaptor's owner tag only: the cache is shared)."""
+        out: dict[str, set[str]] = {}
+        for a in self.operator.own_attachments():
+            if a.network != self.operator.loopback.name:
+                out.setdefault(a.network, set()).add(a.container_id)
+        return {n: sorted(ids) for n, ids in out.items()}

@@ -15,7 +15,8 @@ def network_info(net: NetworkConfigList) -> NetworkInfo:
     return NetworkInfo(name=net.name, version=net.cni_version, plugins=net.plugin_types, file=net.source)
 
 
-def _matches(pattern: str, value: str) -> bool:
+def matches(pattern: str, value: str) -> bool:
+    """A filter value matches exactly or as a full regular expression (a bad one matches nothing)."""
     if pattern == value:
         return True
     try:
@@ -34,7 +35,7 @@ def filter_infos(infos: list[NetworkInfo], filters: dict[str, list[str]] | None)
         ok = True
         for key, patterns in (filters or {}).items():
             values = [info.name] if key == "name" else info.plugins
-            if not any(_matches(p, v) for p in patterns for v in values):
+            if not any(matches(p, v) for p in patterns for v in values):
                 ok = False
         if ok:
             out.append(info)

@@ -39,6 +39,8 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     conf_poll_interval: float = Field(5.0, gt=0)
+    #: HOST:PORT of the HTTP endpoint serving /metrics, /healthz and /readyz; None: off
+    metrics_listen: str | None = None
     #: seconds between retries of DELs that failed when a pod was removed; 0: only at start-up
     gc_interval: float = Field(300.0, ge=0)
 
@@ -49,6 +51,15 @@ class Settings(BaseModel):
             raise ValueError(f"must be an absolute path, got {value!r}")
         return os.path.normpath(value)
 
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen_address(cls, value: str | None) -> str | None:
+        if value:
+            from .server.health import parse_listen
+
+            parse_listen(value)  # raises naming the value
+        return value or None
 
     @field_validator("bin_dirs")
     @classmethod

@@ -24,10 +24,14 @@ def _quote(value: Any) -> str:
     return text
 
 
+def iso_time(record: logging.LogRecord) -> str:
+    """ISO-8601 UTC with milliseconds: one time format for text and JSON logs, so they sort and join."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        parts = [f"time={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
+        parts = [f"time={iso_time(record)}", f"level={record.levelname.lower()}", f"logger={record.name}",
                  f"msg={_quote(record.getMessage())}"]
         for key, value in getattr(record, "fields", {}).items():
             parts.append(f"{key}={_quote(value)}")
@@ -39,7 +43,7 @@ class KeyValueFormatter(logging.Formatter):
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": record.created, "level": record.levelname.lower(), "logger": record.name,
+            "time": iso_time(record), "level": record.levelname.lower(), "logger": record.name,
             "msg": record.getMessage(), **getattr(record, "fields", {}),
         }
         if record.exc_info:

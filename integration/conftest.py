@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from integration import hostaudit
+from integration import hostaudit, hostlock
 from integration.hostaudit import Audit, Ignore, SubnetAllocator, UniqueNet
 
 _HERE = Path(__file__).resolve().parent
@@ -85,11 +85,12 @@ HOST_LOCK = "/run/lock/cri-net-host.lock"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _host_lock() -> Iterator[None]:
-    """Wait for any other cri-net integration session or benchmark on this host to finish."""
+def _host_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Wait for any other cri-net integration session or benchmark on this host to finish
+    (saying so on the terminal while it waits)."""
     os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
     with open(HOST_LOCK, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        hostlock.acquire(fh, HOST_LOCK, hostlock.terminal_writer(request.config))
         try:
             yield
         finally:

@@ -419,7 +419,7 @@ def test_native_network_two_containers_talk_tcp(
     created = cli("create", "--subnet", str(unique_net.subnet), name)
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == name
-    [doc] = json.loads(cli("inspect", name).stdout)
+    [doc] = [d["config"] for d in json.loads(cli("inspect", name).stdout)]
     bridge = doc["plugins"][0]["bridge"]
     unique_net.bridge = bridge  # so the harness purges the native driver's bridge if we fail
     assert doc["plugins"][0]["ipam"]["ranges"] == [[{"subnet": str(unique_net.subnet),

@@ -122,6 +122,10 @@ class NativeAdaptor:
     def attached_containers(self, name: str) -> list[str]:
         return sorted({a.container_id for a in self.operator.own_attachments() if a.network == name})
 
+    def attachments(self) -> dict[str, list[str]]:
+        """network -> ids of the containers attached to it (this adaptor's attachments only)."""
+        return _by_network(self.operator.own_attachments(), self.operator.loopback.name)
+
     def conf_rm(self, name: str) -> str:
         with self._config_lock:
             net = self._get(name)
@@ -180,6 +184,20 @@ class NativeAdaptor:
             raise DetachError(failures)
         kv(log, logging.INFO, "container detached", container=conf.pod_id)
 
+    def detach_network(self, conf: NetworkApiConf, name: str) -> None:
+        """Detach the container from network `name` only; loopback goes with its last network."""
+        netns = live_netns(conf.netns_path)
+        planes = cached_planes(self.operator, conf.pod_id, netns)
+        mine = [p for p in planes if p.network == name]
+        if not mine:
+            raise NetworkApiError(f"container {conf.pod_id} is not attached to network {name!r}")
+        if len(mine) == len(planes):
+            mine.append(PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo"))
+        failures = detach_all(self.operator, mine)
+        if failures:
+            raise DetachError(failures)
+        kv(log, logging.INFO, "container detached from network", container=conf.pod_id, network=name)
+
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = [p for p in self._known_planes(conf) if p.ifname != "lo"]
         for plane in planes:
@@ -188,6 +206,14 @@ class NativeAdaptor:
             except CNIError as exc:
                 raise CheckError(plane.network, plane.ifname, exc) from exc
         return [plane_result(p.network, p.ifname, self.operator.cached_result(p)) for p in reversed(planes)]
+
+
+def _by_network(attachments: list[libcni.NetworkAttachment], loopback: str) -> dict[str, list[str]]:
+    out: dict[str, set[str]] = {}
+    for a in attachments:
+        if a.network != loopback:
+            out.setdefault(a.network, set()).add(a.container_id)
+    return {n: sorted(ids) for n, ids in out.items()}
 
 
 def _delete_link(name: str) -> None:

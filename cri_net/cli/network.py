@@ -11,10 +11,18 @@ import sys
 from typing import Any
 
 from .flags import add_common_flags
+from .netns_arg import resolve_netns
+from .output import add_output_flag, print_json, print_table
+from .usage import UsageError
+
+#: which adaptor's networks are listed and under which owner name
+KINDS = ("native", "cri")
+FILTER_KEYS = ("name", "plugin", "owner")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("network", help="manage native bridge networks and attach network namespaces to them")
+    p = sub.add_parser("network", help="manage native bridge networks and attach network namespaces to them",
+                       description="NETNS is a path, or a name under /run/netns, /var/run/netns or the netns dir.")
     nsub = p.add_subparsers(dest="network_command", required=True)
 
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -23,35 +31,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         return c
 
     c = cmd("create", "create a bridge network")
-    c.add_argument("--driver", default="bridge")
-    c.add_argument("--subnet")
-    c.add_argument("--gateway")
+    c.add_argument("--driver", default="bridge", help="network driver (only bridge; default %(default)s)")
+    c.add_argument("--subnet", help="IPv4 or IPv6 CIDR (default: a free /24 in 10.0.0.0/8)")
+    c.add_argument("--gateway", help="gateway address in the subnet (default: its first host)")
     c.add_argument("--internal", action="store_true", help="no default route, no masquerading")
-    c.add_argument("name", nargs="?", default="")
-    c = cmd("ls", "list networks")
+    c.add_argument("name", nargs="?", default="", help="network name (default: generated)")
+    c = cmd("ls", "list every network in the conf dir, its owner (native/cri) and attached containers")
     c.add_argument("-q", "--quiet", action="store_true", help="names only")
-    c.add_argument("--filter", action="append", default=[], help="name=X or plugin=Y (exact or regex)")
-    c = cmd("inspect", "print a network's config list")
-    c.add_argument("name", nargs="+")
-    c = cmd("rm", "remove networks (refused while containers are attached)")
-    c.add_argument("name", nargs="+")
-    for name, text in (("connect", "attach a netns to networks (eth0, eth1, ... in order)"),
-                       ("disconnect", "detach a netns from every network it is attached to")):
-        c = cmd(name, text)
-        c.add_argument("--container-id", help="default: derived from the netns path")
-        if name == "connect":
-            c.add_argument("-p", "--publish", action="append", default=[],
-                           help="HOSTPORT:CONTAINERPORT[/PROTO], to the first network")
-        c.add_argument("name", help="comma-separated network names" if name == "connect" else "ignored (all)",
-                       nargs=None if name == "connect" else "?")
-        c.add_argument("netns")
+    c.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="name=X, plugin=Y or owner=native|cri (exact or regex); repeatable")
+    add_output_flag(c)
+    c = cmd("inspect", "print networks' config lists, owners and attached containers")
+    c.add_argument("name", nargs="+", help="network names")
+    add_output_flag(c, default="json")
+    c = cmd("rm", "remove native networks (refused while containers are attached)")
+    c.add_argument("name", nargs="+", help="network names")
+    c = cmd("connect", "attach a netns to networks (eth0, eth1, ... in order)")
+    c.add_argument("--container-id", help="default: derived from the netns path")
+    c.add_argument("-p", "--publish", action="append", default=[],
+                   help="HOSTPORT:CONTAINERPORT[/PROTO], to the first network")
+    c.add_argument("name", help="comma-separated network names")
+    c.add_argument("netns", help="netns path or name")
+    add_output_flag(c, default="json")
+    c = cmd("disconnect", "detach a netns from one network (or from all of them when NAME is omitted)")
+    c.add_argument("--container-id", help="default: derived from the netns path")
+    c.add_argument("name", nargs="?", help="the network to leave (default: every network)")
+    c.add_argument("netns", help="netns path or name (it may be gone already)")
     p.set_defaults(func=run)
 
 
-def _container_id(args: argparse.Namespace) -> str:
+def _container_id(args: argparse.Namespace, netns: str) -> str:
     if args.container_id:
         return str(args.container_id)
-    return "crinet-" + hashlib.sha256(os.path.abspath(args.netns).encode()).hexdigest()[:32]
+    return "crinet-" + hashlib.sha256(netns.encode()).hexdigest()[:32]
 
 
 def _publish(specs: list[str]) -> list[dict[str, object]]:
@@ -62,7 +74,7 @@ def _publish(specs: list[str]) -> list[dict[str, object]]:
         ports, _, proto = spec.partition("/")
         host, sep, ctr = ports.partition(":")
         if not sep or not host.isdigit() or not ctr.isdigit():
-            raise NetworkApiError(f"--publish {spec!r}: expected HOSTPORT:CONTAINERPORT[/tcp|udp|sctp]")
+            raise UsageError(f"--publish {spec!r}: expected HOSTPORT:CONTAINERPORT[/tcp|udp|sctp]")
         out.append({"host_port": int(host), "container_port": int(ctr), "protocol": proto or "tcp"})
     return out
 
@@ -72,16 +84,51 @@ def run(args: argparse.Namespace) -> int:
     from ..libcni import CNIError
     from ..network import NetworkApiError, NetworkModule
 
+    if os.geteuid() != 0:
+        print(f"cri-net network {args.network_command}: needs root: the networks, the CNI cache and the "
+              f"namespaces it reads and changes are root's (running as uid {os.geteuid()})", file=sys.stderr)
+        return 1
     try:
         settings = config.from_args(args)
         module = NetworkModule.init(settings)
-        return _dispatch(module, args)
+        try:
+            return _dispatch(module, settings, args)
+        finally:
+            module.exit()
     except (NetworkApiError, CNIError, config.ConfigFileError, OSError) as exc:
         print(f"cri-net network {args.network_command}: {exc}", file=sys.stderr)
         return 1
 
 
-def _dispatch(module: Any, args: argparse.Namespace) -> int:
+def _filters(specs: list[str]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for f in specs:
+        key, sep, value = f.partition("=")
+        if not sep or key not in FILTER_KEYS:
+            raise UsageError(f"--filter {f!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def network_rows(module: Any, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Every network of the conf dir: name, owner, version, plugins, file, attached containers."""
+    from adaptors.listing import matches
+
+    filters = dict(filters or {})
+    owners = filters.pop("owner", None)
+    rows = []
+    for kind in KINDS:
+        if owners and not any(matches(o, kind) for o in owners):
+            continue
+        adaptor = module.adaptor(kind)
+        attached = adaptor.attachments()
+        for info in adaptor.conf_list(filters):
+            rows.append({"name": info.name, "owner": kind, "version": info.version, "plugins": info.plugins,
+                         "file": info.file, "containers": attached.get(info.name, [])})
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def _dispatch(module: Any, settings: Any, args: argparse.Namespace) -> int:
     from ..network import NetworkApiConf, NetworkApiError, NetworkCreateRequest
 
     kind = "native"
@@ -91,25 +138,32 @@ def _dispatch(module: Any, args: argparse.Namespace) -> int:
                                                              gateway=args.gateway, internal=args.internal))
         print(info.name)
     elif command == "ls":
-        filters: dict[str, list[str]] = {}
-        for f in args.filter:
-            key, sep, value = f.partition("=")
-            if not sep:
-                raise NetworkApiError(f"--filter {f!r}: expected KEY=VALUE")
-            filters.setdefault(key, []).append(value)
-        rows = module.conf_list(kind, filters)
-        for skipped in module.adaptor(kind).operator.networks.skipped:  # reported, never fatal
-            reason = skipped.reason.removeprefix(skipped.path + ": ")
-            print(f"cri-net network ls: skipped {skipped.path}: {reason}", file=sys.stderr)
+        rows = network_rows(module, _filters(args.filter))
+        for adaptor_kind in ("cri", "native"):  # skipped files are reported, never fatal
+            for skipped in module.adaptor(adaptor_kind).operator.networks.skipped:
+                reason = skipped.reason.removeprefix(skipped.path + ": ")
+                print(f"cri-net network ls: skipped {skipped.path}: {reason}", file=sys.stderr)
         if args.quiet:
-            print("\n".join(r.name for r in rows))
-        else:
-            print(f"{'NAME':<24} {'VERSION':<8} PLUGIN")
             for r in rows:
-                print(f"{r.name:<24} {r.version:<8} {','.join(r.plugins)}")
+                print(r["name"])
+        elif args.output == "json":
+            print_json(rows)
+        else:
+            print_table(("NAME", "OWNER", "VERSION", "PLUGINS", "CONTAINERS"),
+                        [(r["name"], r["owner"], r["version"], ",".join(r["plugins"]),
+                          ",".join(c[:12] for c in r["containers"]) or "-") for r in rows])
     elif command == "inspect":
-        docs = [json.loads(module.conf_inspect(kind, name)) for name in args.name]
-        print(json.dumps(docs, indent=4))
+        rows = {r["name"]: r for r in network_rows(module)}
+        missing = [n for n in args.name if n not in rows]
+        if missing:
+            raise NetworkApiError(f"no such network: {', '.join(missing)} (in {settings.conf_dir})")
+        docs = [{**rows[n], "config": json.loads(module.conf_inspect(rows[n]["owner"], n))} for n in args.name]
+        if args.output == "json":
+            print_json(docs)
+        else:
+            print_table(("NAME", "OWNER", "VERSION", "PLUGINS", "FILE", "CONTAINERS"),
+                        [(d["name"], d["owner"], d["version"], ",".join(d["plugins"]), d["file"],
+                          ",".join(d["containers"]) or "-") for d in docs])
     elif command == "rm":
         failed = 0
         for name in args.name:
@@ -120,10 +174,20 @@ def _dispatch(module: Any, args: argparse.Namespace) -> int:
                 failed = 1
         return failed
     elif command == "connect":
-        conf = NetworkApiConf(pod_id=_container_id(args), netns_path=os.path.abspath(args.netns),
+        netns = resolve_netns(args.netns, [settings.netns_dir])
+        conf = NetworkApiConf(pod_id=_container_id(args, netns), netns_path=netns,
                               networks=[n for n in args.name.split(",") if n], port_mappings=_publish(args.publish))
         results = module.attach(conf, kind)
-        print(json.dumps([r.model_dump() for r in results], indent=4))
+        if args.output == "json":
+            print_json([r.model_dump() for r in results])
+        else:
+            print_table(("NETWORK", "INTERFACE", "IPS", "MAC"),
+                        [(r.name, r.interface, ",".join(r.ips), r.mac) for r in results])
     elif command == "disconnect":
-        module.detach(NetworkApiConf(pod_id=_container_id(args), netns_path=os.path.abspath(args.netns)), kind)
+        netns = resolve_netns(args.netns, [settings.netns_dir], must_exist=False)
+        conf = NetworkApiConf(pod_id=_container_id(args, netns), netns_path=netns)
+        if args.name:
+            module.adaptor(kind).detach_network(conf, args.name)
+        else:
+            module.detach(conf, kind)
     return 0

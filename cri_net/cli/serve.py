@@ -17,7 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run_serve)
     c = sub.add_parser("config", help="show the effective configuration")
     csub = c.add_subparsers(dest="config_command", required=True)
-    show = csub.add_parser("show", help="print the effective config (defaults < file < flags) as JSON")
+    show = csub.add_parser("show", help="print the effective config (defaults < file < flags) as JSON",
+                           description="cni_listen is shown as the socket path it resolves to (\"\" = off). "
+                                       "conf_poll_interval: seconds between conf-dir checks when inotify is "
+                                       "unavailable (default 5).")
     _serve_flags(show)
     show.set_defaults(func=run_show)
 
@@ -30,8 +33,12 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns-dir", dest="netns_dir", help="where pod netns are pinned (default /run/cri-net/netns)")
     p.add_argument("--default-network", dest="default_network", help="default network name (default: first file)")
     p.add_argument("--ip-pref", dest="ip_pref", choices=["ipv4", "ipv6", "cni"], help="primary pod IP family")
-    p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", dest="log_format", choices=["text", "json"])
+    p.add_argument("--metrics-listen", dest="metrics_listen", metavar="HOST:PORT",
+                   help="serve /metrics (Prometheus), /healthz and /readyz over HTTP here (default: off)")
+    p.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"],
+                   help="least severe level logged (default info)")
+    p.add_argument("--log-format", dest="log_format", choices=["text", "json"],
+                   help="key=value text or one JSON object per line; both with ISO-8601 UTC times (default text)")
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -42,14 +49,24 @@ def run_show(args: argparse.Namespace) -> int:
     except config.ConfigFileError as exc:
         print(f"cri-net config show: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(settings.model_dump(), indent=2))
+    from ..server.server import ServeError, cni_socket_path
+
+    shown = settings.model_dump()
+    try:
+        shown["cni_listen"] = cni_socket_path(settings) or ""  # the path it resolves to, not null
+    except ServeError as exc:
+        print(f"cri-net config show: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(shown, indent=2))
     return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from .. import config, log
     from ..server.default_network import install_if_empty
+    from ..server.health import HealthError
     from ..server.server import Server, ServeError
+    from .privileges import needs_root_message
 
     try:
         settings = config.from_args(args)
@@ -64,7 +81,10 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server = Server(settings)
         server.start()
-    except (ServeError, OSError) as exc:
+    except PermissionError as exc:
+        print(f"cri-net serve: {needs_root_message(exc)}", file=sys.stderr)
+        return 1
+    except (ServeError, HealthError, OSError) as exc:
         print(f"cri-net serve: {exc}", file=sys.stderr)
         return 1
     path = server.path
@@ -74,8 +94,13 @@ def run_serve(args: argparse.Namespace) -> int:
     import threading
 
     done = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        server.observability.readiness.drain()  # /readyz says no before the drain starts
+        done.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, on_signal)
     done.wait()
     server.stop()
     return 0

@@ -18,15 +18,16 @@ from collections import ChainMap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .. import libcni
+from .. import libcni, metrics
 from ..plugin.wire import CALLER_ENV
-from ..libcni import CNI, CNIError, Executor, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
+from ..libcni import CNI, CNIError, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
 from ..libcni.errors import PluginError, PluginNotFoundError
 from ..log import kv
 from ..nsfs import live_netns
 from .loader import FileFilter, NetworkSet, load_networks
 from .masq_sweep import sweep_masquerade
 from .selfguard import self_reference
+from .timed_executor import TimedExecutor
 from .watcher import ConfDirWatcher
 
 log = logging.getLogger("cri_net.operator")
@@ -72,7 +73,7 @@ class CNIOperator:
         self.hook_types = tuple(hook_types)
         self.hook_network = hook_network
         # plugins run with CALLER_ENV set, so a launcher reached anyway refuses instead of nesting
-        executor = Executor(timeout=timeout, env=ChainMap({CALLER_ENV: "1"}, os.environ))
+        executor = TimedExecutor(timeout=timeout, env=ChainMap({CALLER_ENV: "1"}, os.environ))
         self.cni = CNI(bin_dirs, cache_dir=cache_dir, executor=executor, owner=owner)
         self.loopback = libcni.conf_list_from_bytes(LOOPBACK_CONFLIST, source="<built-in loopback>")
         self._networks = NetworkSet(conf_dir)
@@ -99,12 +100,14 @@ class CNIOperator:
                 fresh = self._refuse_self_references(load_networks(self.conf_dir, self.file_filter))
             except Exception as exc:  # noqa: BLE001 - whatever the dir holds, report it and keep serving
                 self._last_error = str(exc) if isinstance(exc, CNIError) else f"{type(exc).__name__}: {exc}"
+                metrics.observe_conf_reload(self.conf_dir, "failed")
                 kv(log, logging.WARNING, "conf dir reload failed; keeping previous networks",
                    conf_dir=self.conf_dir, error=str(exc))
                 return self._networks
             if self.keep_last_good and not fresh.networks and self._networks.networks:
                 reasons = "; ".join(f"{s.path}: {s.reason}" for s in fresh.skipped) or "no config files"
                 self._last_error = f"no usable network config in {self.conf_dir} ({reasons})"
+                metrics.observe_conf_reload(self.conf_dir, "kept_previous")
                 kv(log, logging.WARNING, "conf dir has no usable networks; keeping previous set",
                    conf_dir=self.conf_dir, kept=",".join(self._networks.names), reason=reasons)
                 # keep the networks, but report what the dir holds now
@@ -114,6 +117,7 @@ class CNIOperator:
             for skipped in fresh.skipped:
                 kv(log, logging.WARNING, "skipped network config", file=skipped.path, reason=skipped.reason)
             self._networks = fresh
+            metrics.observe_conf_reload(self.conf_dir, "applied")
             kv(log, logging.INFO, "loaded networks", conf_dir=self.conf_dir, networks=",".join(fresh.names),
                skipped=len(fresh.skipped))
             return fresh

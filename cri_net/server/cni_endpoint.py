@@ -29,10 +29,12 @@ import threading
 import time
 from typing import Any
 
+from .. import metrics
 from ..plugin import handler as cni_plugin, wire as cni_wire
 from ..keyed_locks import KeyedLocks
 from ..log import kv
 from ..operator.watcher import dir_signature
+from .cni_metrics import observe_cni_call
 
 log = logging.getLogger("cri_net.server.cni")
 
@@ -181,6 +183,7 @@ class CNIEndpoint:
     def _handle(self, sock: socket.socket) -> None:
         if not self.peer_allowed(sock):
             kv(log, logging.WARNING, "refused CNI handoff from unprivileged peer", socket=self.path)
+            metrics.observe_handoff("", "refused")
             return
         with self._handlers_lock:
             self._readers[sock] = time.monotonic()
@@ -188,6 +191,7 @@ class CNIEndpoint:
             environ, stdin = cni_wire.decode_request(cni_wire.read_all(sock, timeout=self.request_deadline))
         except (OSError, ValueError) as exc:  # TimeoutError is an OSError
             kv(log, logging.WARNING, "bad CNI handoff request", socket=self.path, error=str(exc))
+            metrics.observe_handoff("", "bad_request")
             return
         finally:
             with self._handlers_lock:
@@ -238,10 +242,12 @@ class CNIEndpoint:
     def run(self, environ: dict[str, str], stdin: bytes) -> tuple[int, str]:
         container = environ.get("CNI_CONTAINERID", "")
         start = time.monotonic()
+        busy = False
         try:
             with self._containers.hold(container, timeout=LOCK_WAIT):
                 rc, out = cni_plugin.run(environ, stdin, self.adaptors.get)
         except TimeoutError:  # bounded: the runtime's own deadline must never be what ends a call
+            busy = True
             rc, out = 1, cni_plugin.error_json(cni_plugin.PluginFailure(
                 cni_plugin.TRY_AGAIN_LATER, f"another CNI call for container {container} is still running "
                                             f"after {LOCK_WAIT:.0f} s; try again later"))
@@ -253,4 +259,5 @@ class CNIEndpoint:
         kv(log, logging.INFO if rc == 0 else logging.WARNING, "CNI call", command=environ.get("CNI_COMMAND", ""),
            pod=pod, container=container, netns=environ.get("CNI_NETNS", ""), ifname=environ.get("CNI_IFNAME", ""),
            rc=rc, ms=round((time.monotonic() - start) * 1000, 1), **({"error": out.strip()} if rc else {}))
+        observe_cni_call(environ, stdin, rc, time.monotonic() - start, busy)
         return rc, out

@@ -19,11 +19,13 @@ from concurrent import futures
 
 import grpc
 
+from .. import metrics
 from ..config import Settings
 from ..log import kv
 from ..network import NetworkModule
 from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
 from .cni_endpoint import CNIEndpoint
+from .observability import Observability
 from .sandbox import SandboxManager
 from .service import ImageService, RuntimeService, worker_count
 
@@ -93,11 +95,12 @@ class Server:
         self.path = socket_path(settings.listen)
         self.module = NetworkModule.init(settings, kinds=("cri",), watch=True)
         self.manager = SandboxManager(settings, self.module)
+        self.observability = Observability(settings, self.manager)
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers or worker_count(),
                                                                   thread_name_prefix="rpc"),
                                 options=[("grpc.max_send_message_length", MAX_MESSAGE),
                                          ("grpc.max_receive_message_length", MAX_MESSAGE)])
-        pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(self.manager), self.grpc)
+        pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(self.manager, self.observability.readiness), self.grpc)
         pb_grpc.add_ImageServiceServicer_to_server(ImageService(), self.grpc)
         cni_path = cni_socket_path(settings)
         self.cni_endpoint = CNIEndpoint(cni_path) if cni_path else None
@@ -112,7 +115,9 @@ class Server:
             check_socket_path(path)
         for path in paths:  # first: a refused second server must not touch the live one's pods
             claim_socket(path)
+        self.observability.start()
         counts = self.manager.reconcile()
+        metrics.observe_gc(counts.get("stale_attachments", 0), ok=True)
         old_umask = os.umask(0o117)  # the socket is born 0660
         try:
             if self.grpc.add_insecure_port(f"unix://{self.path}") == 0:
@@ -127,6 +132,7 @@ class Server:
         if self.settings.gc_interval > 0:
             self._gc_thread = threading.Thread(target=self._gc_loop, name="gc", daemon=True)
             self._gc_thread.start()
+        self.observability.readiness.sockets_up()
         kv(log, logging.INFO, "serving", socket=self.path,
            cni_socket=self.cni_endpoint.path if self.cni_endpoint else "off", conf_dir=self.settings.conf_dir,
            networks=",".join(self.manager.adaptor.operator.networks.names) or "none",
@@ -139,7 +145,9 @@ class Server:
                 removed = self.manager.gc_stale_attachments()
             except Exception as exc:  # noqa: BLE001 - a GC round must never end the server
                 kv(log, logging.ERROR, "periodic GC failed", error=str(exc))
+                metrics.observe_gc(0, ok=False)
                 continue
+            metrics.observe_gc(removed, ok=True)
             if removed:
                 kv(log, logging.INFO, "periodic GC removed stale attachments", count=removed)
 
@@ -147,6 +155,7 @@ class Server:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.observability.readiness.drain()
         kv(log, logging.INFO, "shutting down", socket=self.path, grace_s=grace)
         # both sockets stop accepting at once; calls in flight on either get `grace` to finish
         grpc_done = self.grpc.stop(grace)
@@ -154,6 +163,7 @@ class Server:
             self.cni_endpoint.stop(grace)
         grpc_done.wait(grace + 1.0)
         self.module.exit()
+        self.observability.stop()
         if self._bound:  # never remove a socket that another server owns
             try:
                 os.unlink(self.path)

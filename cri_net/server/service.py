@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import grpc
 
-from .. import __version__
+from .. import __version__, metrics
 from ..libcni import CNIError
 from ..log import kv
 from ..network.errors import InvalidRequestError, NetworkApiError, NetworkNotReadyError
@@ -95,16 +95,27 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
 
     def wrapper(self: "RuntimeService", request: Any, context: grpc.ServicerContext) -> Any:
         start = time.monotonic()
+        failure: Exception | None = None
         try:
             return method(self, request, context)
         except (NetworkApiError, CNIError) as exc:
-            kv(log, logging.INFO, "rpc failed", rpc=method.__name__, error=str(exc))
+            failure = exc
+            kv(log, logging.WARNING, "rpc failed", rpc=method.__name__, pod=_pod_of(request),
+               network=self.network_of(method.__name__, exc), error=str(exc))
             _abort_for(exc, context)
         except OSError as exc:
-            kv(log, logging.ERROR, "rpc failed", rpc=method.__name__, error=str(exc))
+            failure = exc
+            kv(log, logging.ERROR, "rpc failed", rpc=method.__name__, pod=_pod_of(request),
+               network=self.network_of(method.__name__, exc), error=str(exc))
             context.abort(grpc.StatusCode.INTERNAL, clamp(f"{method.__name__}: {exc}"))
+        except BaseException as exc:
+            failure = exc  # type: ignore[assignment]  # grpc's abort, or a bug: counted, then re-raised
+            raise
         finally:
-            kv(log, logging.DEBUG, "rpc", rpc=method.__name__, ms=round((time.monotonic() - start) * 1000, 2))
+            elapsed = time.monotonic() - start
+            metrics.observe_operation(method.__name__, self.network_of(method.__name__, failure), elapsed,
+                                      ok=failure is None)
+            kv(log, logging.DEBUG, "rpc", rpc=method.__name__, ms=round(elapsed * 1000, 2))
 
     wrapper.__name__ = method.__name__
     return wrapper
@@ -147,6 +158,18 @@ def worker_count() -> int:
     return SETUP_RUNNING + SETUP_WAITING + TEARDOWN_RUNNING + TEARDOWN_WAITING + CHEAP_WORKERS
 
 
+#: RPCs that act on a pod's networks: their metrics and failure logs name the network.
+POD_RPCS = frozenset({"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus"})
+
+
+def _pod_of(request: Any) -> str:
+    """namespace/name of a RunPodSandbox request, else the sandbox id the request names."""
+    config = getattr(request, "config", None)
+    if config is not None and hasattr(config, "metadata"):
+        return clamp(f"{config.metadata.namespace}/{config.metadata.name}", 256)
+    return clamp(str(getattr(request, "pod_sandbox_id", "")), 256)
+
+
 def _unimplemented(name: str) -> Callable[..., Any]:
     def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name}: {UNIMPLEMENTED_MSG}")
@@ -177,10 +200,24 @@ def _metadata(record: SandboxRecord) -> pb.PodSandboxMetadata:
 
 
 class RuntimeService(pb_grpc.RuntimeServiceServicer):
-    def __init__(self, manager: SandboxManager) -> None:
+    def __init__(self, manager: SandboxManager, readiness: Any = None) -> None:
+        """`readiness` (server.health.Readiness): when given, Status's NetworkReady is /readyz's answer."""
         self.manager = manager
         self.setup = Admission("pod starts", SETUP_RUNNING, SETUP_WAITING)
         self.teardown = Admission("pod stops and removals", TEARDOWN_RUNNING, TEARDOWN_WAITING)
+        self.readiness = readiness
+
+    def network_of(self, rpc: str, exc: BaseException | None = None) -> str:
+        """The network a pod RPC was about: the failing plane's, else the default network."""
+        if rpc not in POD_RPCS:
+            return ""
+        failed = getattr(exc, "network", None)
+        if isinstance(failed, str) and failed:
+            return failed
+        try:
+            return self.manager.adaptor.default_network().name
+        except NetworkApiError:
+            return ""
 
     @_guard
     def Version(self, request: pb.VersionRequest, context: grpc.ServicerContext) -> pb.VersionResponse:
@@ -195,6 +232,10 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         if not ready:
             network.reason = "NetworkPluginNotReady"
             network.message = f"Network plugin returns error: cni config uninitialized ({adaptor.operator.conf_dir})"
+        elif self.readiness is not None and not self.readiness.ready():  # agree with /readyz
+            network.status = False
+            network.reason = "NetworkPluginNotReady"
+            network.message = f"cri-net serve is not ready: {self.readiness.reason()}"
         status = pb.RuntimeStatus(conditions=[pb.RuntimeCondition(type="RuntimeReady", status=True), network])
         info: dict[str, str] = {}
         if request.verbose:

@@ -30,8 +30,11 @@ DEFAULTS = {
     "log_level": "info",
     "log_format": "text",
     "conf_poll_interval": 5.0,
+    "metrics_listen": None,
     "gc_interval": 300.0,
 }
+#: `config show` prints the handoff socket cni_listen resolves to, never null
+SHOWN = {**DEFAULTS, "cni_listen": "/run/cri-net/cni.sock"}
 
 
 @pytest.fixture(autouse=True)
@@ -164,14 +167,38 @@ def test_config_show_prints_effective_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout)
     assert shown == {**DEFAULTS, "conf_dir": "/file/conf", "state_dir": "/flag/state", "ip_pref": "ipv6",
-                     "listen": "/tmp/x.sock", "netns_dir": "/flag/netns", "log_level": "debug"}
+                     "listen": "/tmp/x.sock", "netns_dir": "/flag/netns", "log_level": "debug",
+                     "cni_listen": "/tmp/cni.sock"}
 
 
 @pytest.mark.skipif(os.path.exists("/etc/cri-net/config.toml"), reason="a real default config file exists")
 def test_config_show_defaults():
     proc = run_cli("config", "show")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == DEFAULTS
+    assert json.loads(proc.stdout) == SHOWN
+
+
+@pytest.mark.parametrize("flag,shown", [("/tmp/h/handoff.sock", "/tmp/h/handoff.sock"),
+                                        ("unix:///tmp/h/h.sock", "/tmp/h/h.sock"), ("", "")])
+def test_config_show_cni_listen_is_the_resolved_path(flag, shown):
+    proc = run_cli("config", "show", "--cni-listen", flag, "--listen", "/tmp/h/cri.sock")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["cni_listen"] == shown
+
+
+def test_config_show_relative_cni_listen_fails_naming_it():
+    proc = run_cli("config", "show", "--cni-listen", "rel/cni.sock")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "rel/cni.sock" in proc.stderr
+
+
+def test_metrics_listen_is_validated_naming_the_key(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('metrics_listen = "nohostport"\n')
+    proc = run_cli("config", "show", "--config", str(f))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert str(f) in proc.stderr and "metrics_listen" in proc.stderr and "HOST:PORT" in proc.stderr
+    assert build(overrides={"metrics_listen": "127.0.0.1:0"}).metrics_listen == "127.0.0.1:0"
 
 
 def test_config_show_error_names_file_and_key(tmp_path):
