@@ -28,7 +28,7 @@ class Cluster(Node):
 
     def __init__(self, tmp: Path, fake: Any) -> None:
         super().__init__(tmp, fake)
-        self.fake.install("prim", "prim2")
+        self.fake.install("prim", "prim2", "portmap", "bandwidth")
         self.standard()
         (self.conf_dir / "10-net.conflist").unlink()  # cri-net's own default: unused here
         self.runtime_dir = tmp / "runtime-net.d"
@@ -68,7 +68,9 @@ def test_add_keeps_the_primarys_address_and_adds_the_extra_planes(cluster: Clust
     assert add.code == 0, add
     assert add.json["ips"][0]["address"] == "10.244.1.7/24"  # the primary's, first
     assert [i["name"] for i in add.json["interfaces"]] == ["eth0", "net1", "net2"]
-    assert cluster.plugin_calls("ADD") == [("xa", "ADD"), ("xb", "ADD"), ("prim", "ADD"), ("pm", "ADD")]
+    # bandwidth chained (the primary has no plugin for it), portmap not (pm has the capability)
+    assert cluster.plugin_calls("ADD") == [("xa", "ADD"), ("xb", "ADD"), ("prim", "ADD"), ("pm", "ADD"),
+                                           ("bandwidth", "ADD")]
     [prim] = cluster.fake.calls("prim", "ADD")
     assert prim["config"]["name"] == "kindnet" and prim["config"]["marker"] == "orig"
     assert prim["config"]["runtimeConfig"] == {"portMappings": PORTS}  # port mappings go to the default
@@ -88,13 +90,15 @@ def test_detach_uses_the_cached_primary_after_its_file_changed(cluster: Cluster)
     assert delete.code == 0, delete
     dels = cluster.fake.calls("prim", "DEL")
     assert [d["config"]["marker"] for d in dels] == ["orig"], "DEL must use the config the pod was attached with"
+    assert len(cluster.fake.calls("bandwidth", "DEL")) == 1  # the chained plugin too, from the cache
     assert cluster.cache_files() == []
     assert cluster.run("DEL", cluster.conf(rc=extra_rc(EXTRAS))).code == 0  # the runtime's second DEL
 
 
 def test_named_primary_and_a_missing_one(cluster: Cluster) -> None:
     add = cluster.run("ADD", cluster.conf(defaultNetwork="later"), netns=str(cluster.live))
-    assert add.code == 0 and cluster.plugin_calls("ADD") == [("prim2", "ADD")], add
+    assert add.code == 0, add
+    assert cluster.plugin_calls("ADD") == [("prim2", "ADD"), ("portmap", "ADD"), ("bandwidth", "ADD")]
     cluster.run("DEL", cluster.conf(defaultNetwork="later"))
     cluster.fake.clear_log()
     err = cluster.run("ADD", cluster.conf(defaultNetwork="flannel"), netns=str(cluster.live), container="sb2")
@@ -171,6 +175,7 @@ def test_find_primary_is_the_first_usable_config_not_cri_nets(tmp_path_factory: 
     if usable:
         got = find_primary(str(conf_dir), [], hook_network="cri-net")
         assert got.name == f"net{usable[0][:2]}"
+        assert got.plugin_types == ["prim", "portmap", "bandwidth"]
         named = data.draw(st.sampled_from(usable))
         assert find_primary(str(conf_dir), [], name=f"net{named[:2]}").name == f"net{named[:2]}"
     else:
