@@ -170,7 +170,7 @@ class DaemonSetPod:
         assert self.spec["hostNetwork"] and self.spec["hostPID"], "the DaemonSet must use the host network and PID"
         self.volumes = {v["name"]: v for v in self.spec["volumes"]}
         self.init_drop, self.serve_drop = init_drop, serve_drop
-        self.sid = ""
+        self.sid = self.serve_id = ""
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -211,7 +211,7 @@ class DaemonSetPod:
         rc = self._wait_exit(self._run_container(init, self.init_drop), init["name"])
         assert rc == 0, f"init container {init['name']} exited {rc}:\n{self.log(init['name'])}"
         [serve] = self.spec["containers"]
-        cid = self._run_container(serve, self.serve_drop)
+        cid = self.serve_id = self._run_container(serve, self.serve_drop)
         deadline = time.monotonic() + WAIT
         while True:
             with socket.socket(socket.AF_UNIX) as s:
@@ -223,31 +223,54 @@ class DaemonSetPod:
             time.sleep(0.2)
         return time.monotonic() - t0
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """As kubelet deletes the pod: StopContainer with the grace period (SIGTERM, then
+        SIGKILL), then the sandbox; the seconds serve took to exit."""
+        grace = int(self.spec["terminationGracePeriodSeconds"])
+        t0 = time.monotonic()
+        self.c.runtime.StopContainer(pb.StopContainerRequest(container_id=self.serve_id, timeout=grace),
+                                     timeout=grace + 30)
+        took = time.monotonic() - t0
+        st = self.c.runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=self.serve_id), timeout=10).status
+        assert st.exit_code == 0 and took < grace, f"serve exited {st.exit_code} after {took:.1f}s of SIGTERM " \
+            f"(grace {grace}s):\n{self.log('serve')}"
         self.c.stopp(self.sid)
         self.c.rmp(self.sid)
+        return took
 
 
 def _wait_hook_loaded(env: ContainerdEnv) -> None:
     """containerd reloads its conf dir by itself: wait until it runs the cri-net hook."""
     c = env.client()
     deadline = time.monotonic() + WAIT
+    seen = ""
     while time.monotonic() < deadline:
         resp = c.runtime.Status(pb.StatusRequest(verbose=True), timeout=10)
         ready = any(x.type == "NetworkReady" and x.status for x in resp.status.conditions)
-        if ready and '"type": "cri-net"' in resp.info.get("cniconfig", ""):
+        seen = resp.info.get("cniconfig", "")
+        if ready and re.search(r'"Name":\s*"cri-net"', seen):
             return
         time.sleep(0.3)
-    raise AssertionError(f"containerd did not load 00-cri-net.conflist:\n{env.log_tail()}")
+    raise AssertionError(f"containerd did not load 00-cri-net.conflist; its cniconfig: {seen[:3000]}\n"
+                         f"{env.log_tail(15)}")
 
 
 def host_veth(netns: str) -> str:
-    index = subprocess.run(["nsenter", f"--net={netns}", "cat", "/sys/class/net/eth0/iflink"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    inner = subprocess.run(["nsenter", f"--net={netns}", "ip", "-o", "link", "show", "eth0"],
+                           capture_output=True, text=True, check=True).stdout
+    index = re.search(r"eth0@if(\d+):", inner).group(1)  # type: ignore[union-attr]
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     m = re.search(rf"^{index}: ([^:@]+)", out, re.M)
     assert m, f"no host link with index {index}"
     return m.group(1)
+
+
+def has_interpreter(elf: bytes) -> bool:
+    """Whether a 64-bit little-endian ELF asks for a dynamic loader (a PT_INTERP header)."""
+    phoff, phentsize, phnum = int.from_bytes(elf[0x20:0x28], "little"), int.from_bytes(
+        elf[0x36:0x38], "little"), int.from_bytes(elf[0x38:0x3A], "little")
+    return any(int.from_bytes(elf[phoff + i * phentsize:phoff + i * phentsize + 4], "little") == 3
+               for i in range(phnum))
 
 
 def ptp_primary(net: UniqueNet) -> dict[str, Any]:
@@ -298,14 +321,14 @@ def test_daemonset_on_containerd(delegate: bool, image: ImageBuild, tmp_path: Pa
             (conf_dir / f"10-{default.name}.conflist").write_text(json.dumps(
                 default.conflist(ipam_dir=CONTAINER_IPAM, extra_plugins=[PORTMAP, BANDWIDTH])))
         (conf_dir / f"20-{extra.name}.conflist").write_text(json.dumps(extra.conflist(ipam_dir=CONTAINER_IPAM)))
-        audit = host_audit(cache_dir=HOST_CACHE, ipam_dir=node.ipam, state_dir=node.cache,
+        audit = host_audit(cache_dir=HOST_CACHE, ipam_dir=node.ipam, state_dir=node.cache / "results",
                            ignore=[env.foreign_state([default, extra])])
 
         ds = DaemonSetPod(env, node, tmp_path, init_drop, serve_drop)
         started = ds.start()
         # the init container's work, on the node
         shim = (env.cni_bin_dir / "cri-net").read_bytes()
-        assert shim[:4] == b"\x7fELF" and b"ld-linux" not in shim, "the launcher must be a static executable"
+        assert shim[:4] == b"\x7fELF" and not has_interpreter(shim), "the launcher must be a static executable"
         runtime = conf_list_from_file(str(env.cni_conf_dir / "00-cri-net.conflist"))
         [plugin] = json.loads(runtime.raw)["plugins"]
         assert plugin["type"] == "cri-net" and plugin.get("delegateConfDir") == (
@@ -344,8 +367,9 @@ def test_daemonset_on_containerd(delegate: bool, image: ImageBuild, tmp_path: Pa
         nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
         left += [ln for ln in nat.splitlines() if sid in ln]
         assert not Path(netns).exists() and left == [], left
-        ds.stop()
+        stop_seconds = ds.stop()
         assert not CNI_SOCKET.exists(), "serve left its socket behind after SIGTERM"
         audit.assert_clean(ignore=[default.per_network_state, extra.per_network_state])
         print(f"\nimage {image.size / 1e6:.0f} MB ({'cached' if image.cached else f'built in {image.seconds:.0f}s'}), "
-              f"import {import_seconds:.1f}s, DaemonSet pod ready in {started:.1f}s")
+              f"import {import_seconds:.1f}s, DaemonSet pod ready in {started:.1f}s, "
+              f"serve stopped {stop_seconds:.1f}s after SIGTERM")
