@@ -26,6 +26,7 @@ from cri_net.network.errors import AttachError, CheckError, DetachError, Invalid
 from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
 from cri_net.network.results import plane_result
 from cri_net.operator import CNIOperator, PlaneRef
+from cri_net.operator.primary import find_primary
 
 from . import NATIVE_FILE_PREFIX, host_ports, ip_ranges
 from .listing import filter_infos, network_info
@@ -61,6 +62,9 @@ class CRIAdaptor:
 
     # ---- state -------------------------------------------------------------------------
     def default_network(self) -> NetworkConfigList:
+        if self.settings.delegate_conf_dir:  # the node's primary CNI (cri_net/operator/primary.py)
+            return find_primary(self.settings.delegate_conf_dir, self.settings.bin_dirs,
+                                self.settings.default_network, self.operator.hook_types, self.operator.hook_network)
         nets = self.operator.networks
         if self.settings.default_network:
             net = nets.get(self.settings.default_network)

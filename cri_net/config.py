@@ -34,6 +34,9 @@ class Settings(BaseModel):
     state_dir: str = "/var/lib/cri-net"
     netns_dir: str = "/run/cri-net/netns"
     default_network: str | None = None
+    #: delegate mode: the default network is the primary CNI config of this dir (the runtime's
+    #: conf dir); `default_network` then names it there (None: the first that is not cri-net's)
+    delegate_conf_dir: str | None = None
     plugin_timeout: float = Field(60.0, gt=0)
     ip_pref: Literal["ipv4", "ipv6", "cni"] = "ipv4"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -44,9 +47,11 @@ class Settings(BaseModel):
     #: seconds between retries of DELs that failed when a pod was removed; 0: only at start-up
     gc_interval: float = Field(300.0, ge=0)
 
-    @field_validator("conf_dir", "cache_dir", "state_dir", "netns_dir")
+    @field_validator("conf_dir", "cache_dir", "state_dir", "netns_dir", "delegate_conf_dir")
     @classmethod
-    def _absolute(cls, value: str) -> str:
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not os.path.isabs(value):
             raise ValueError(f"must be an absolute path, got {value!r}")
         return os.path.normpath(value)

@@ -5,6 +5,7 @@ networks live (`confDir`, default /etc/cri-net/net.d), so the runtime never runs
 
     {"type": "cri-net", "confDir": "/etc/cri-net/net.d", "cacheDir": "/var/lib/cni",
      "binDirs": ["/opt/cni/bin", "/usr/lib/cni"], "defaultNetwork": "", "timeout": 60,
+     "delegateConfDir": "",
      "capabilities": {"io.kubernetes.cri.pod-annotations": true, "portMappings": true,
                       "bandwidth": true, "ipRanges": true, "dns": true}}
 
@@ -153,6 +154,7 @@ class Invocation:
             return build(None, {"conf_dir": conf.get("confDir") or defaults.CONF_DIR,
                                 "cache_dir": conf.get("cacheDir") or defaults.CACHE_DIR,
                                 "bin_dirs": bin_dirs, "default_network": conf.get("defaultNetwork") or None,
+                                "delegate_conf_dir": conf.get("delegateConfDir") or None,
                                 "plugin_timeout": conf.get("timeout") or defaults.PLUGIN_TIMEOUT})
         except ValueError as exc:
             raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {exc}") from None

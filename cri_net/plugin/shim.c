@@ -13,6 +13,10 @@
  * backlog) is waited for, up to CONNECT_WAIT; delivered but unanswered, or still busy -> an
  * ADD fails with code 11 (never repeated behind the runtime's back), anything else runs in
  * Python. Every wait on the socket is bounded.
+ *
+ * A node with no Python (the image's static build, deploy/): FALLBACK does not exist. With no
+ * server the shim then waits up to SERVER_WAIT for one (the DaemonSet's pod may be restarting
+ * during an upgrade), and what Python would have done answers code 11 "try again later".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,8 +37,12 @@
 #define MAX_MESSAGE (16 * 1024 * 1024)
 #define CONNECT_WAIT 10 /* seconds; cni_wire.CONNECT_WAIT */
 #define CALL_TIMEOUT 110 /* seconds; cni_wire.CALL_TIMEOUT (under kubelet's 2 min CRI deadline) */
+#ifndef SERVER_WAIT
+#define SERVER_WAIT 8 /* seconds a node without FALLBACK waits for a server to appear */
+#endif
 
 extern char **environ;
+static const char *socket_path = DEFAULT_SOCKET; /* for messages */
 
 /* cri-net refuses any network whose plugin file carries this mark (operator/selfguard.py). */
 __attribute__((used)) static const char launcher_mark[] = "cri_net.plugin.launcher";
@@ -291,6 +299,14 @@ static void fallback(const struct buf *in, char **argv) {
         argv[0] = FALLBACK;
         execv(FALLBACK, argv);
     }
+    if (errno == ENOENT) { /* no Python on this node: only cri-net serve can do the work */
+        char version[64];
+        if (top_level_string(in->data, in->len, "cniVersion", version, sizeof version) != SCAN_FOUND || !version[0])
+            strcpy(version, "1.0.0");
+        printf("{\"cniVersion\":\"%s\",\"code\":11,\"msg\":\"cri-net serve is not answering on %s and this "
+               "node has no in-process fallback (%s): try again later\"}\n", version, socket_path, FALLBACK);
+        exit(1);
+    }
     fprintf(stdout, "{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"cri-net launcher: cannot run %s: %s\"}\n",
             FALLBACK, strerror(errno));
     exit(1);
@@ -321,15 +337,21 @@ int main(int argc, char **argv) {
     int found = top_level_string(in.data, in.len, "daemonSocket", addr.sun_path, sizeof addr.sun_path);
     if (found == SCAN_UNUSUAL || (found == SCAN_FOUND && addr.sun_path[0] == 0)) fallback(&in, argv);
     if (found == SCAN_ABSENT) strcpy(addr.sun_path, DEFAULT_SOCKET);
+    socket_path = addr.sun_path;
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) fallback(&in, argv);
-    int busy = 0;
-    switch (connect_bounded(fd, &addr)) {
-    case CONNECTED: break;
-    case NO_SERVER: fallback(&in, argv); break;
-    case BUSY: busy = 1; break;
+    int state = connect_bounded(fd, &addr);
+    /* no Python here: wait (bounded) for a server to come up rather than fail at once */
+    for (int i = 0; state == NO_SERVER && i < SERVER_WAIT * 5 && access(FALLBACK, X_OK) != 0; i++) {
+        usleep(200000);
+        close(fd);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) fallback(&in, argv);
+        state = connect_bounded(fd, &addr);
     }
+    int busy = state == BUSY;
+    if (state == NO_SERVER) fallback(&in, argv);
 
     if (append(&req, "CRINET1\n", 8) < 0) fallback(&in, argv);
     for (char **e = environ; *e; e++)

@@ -295,7 +295,7 @@ def netns_of_status(resp: pb.PodSandboxStatusResponse) -> str | None:
 class ContainerdEnv:
     """One containerd under ``base`` (see the module doc); built by :func:`containerd_env`."""
 
-    def __init__(self, base: Path, cni_conf: dict[str, Any] | bytes, cni_bin_dirs: list[str],
+    def __init__(self, base: Path, cni_conf: dict[str, Any] | bytes | None, cni_bin_dirs: list[str],
                  sandbox_image: str = SANDBOX_IMAGE, cni_conf_file: str | None = None) -> None:
         self.base = base
         self.root = base / "root"
@@ -334,12 +334,15 @@ class ContainerdEnv:
                 link = self.cni_bin_dir / entry.name
                 if entry.is_file() and os.access(entry, os.X_OK) and not link.exists():
                     link.symlink_to(entry.resolve())
-        if isinstance(self.cni_conf, bytes):
+        if self.cni_conf is None:  # written later (a DaemonSet's init container, say)
+            pass
+        elif isinstance(self.cni_conf, bytes):
             conf_bytes, name = self.cni_conf, "test"
         else:
             conf_bytes, name = json.dumps(self.cni_conf, indent=2).encode(), str(self.cni_conf.get("name", "test"))
-        suffix = ".conflist" if b'"plugins"' in conf_bytes else ".conf"
-        (self.cni_conf_dir / (self.cni_conf_file or f"10-{name}{suffix}")).write_bytes(conf_bytes)
+        if self.cni_conf is not None:
+            suffix = ".conflist" if b'"plugins"' in conf_bytes else ".conf"
+            (self.cni_conf_dir / (self.cni_conf_file or f"10-{name}{suffix}")).write_bytes(conf_bytes)
         text = Template(CONFIG_TEMPLATE.read_text()).substitute(
             root=self.root, state=self.state, socket=self.endpoint, sandbox_image=self.sandbox_image,
             snapshotter="overlayfs", runtime_binary=RUNTIME_BINARY, runtime_root=self.runtime_root,
@@ -367,9 +370,21 @@ class ContainerdEnv:
             if proc.returncode != 0:
                 raise HarnessError(f"ctr images import {image} failed: {proc.stderr.strip()}\n{self.log_tail()}")
             self._wait(deadline, lambda: self._image_ready(client), f"CRI to list {self.sandbox_image}")
-            self._wait(deadline, lambda: self._network_ready(client), "CRI to report NetworkReady")
+            if self.cni_conf is not None:
+                self._wait(deadline, lambda: self._network_ready(client), "CRI to report NetworkReady")
         finally:
             client.close()
+
+    def import_image(self, archive: Path, name: str, timeout: float = 300.0) -> None:
+        """``ctr images import`` one more image (OCI or docker archive) and wait for CRI to list it."""
+        proc = _run(["ctr", "--address", self.endpoint, "-n", "k8s.io", "images", "import",
+                     "--platform", f"linux/{_goarch()}", str(archive)], timeout=timeout)
+        if proc.returncode != 0:
+            raise HarnessError(f"ctr images import {archive} failed: {proc.stderr.strip()}\n{self.log_tail()}")
+        client = self.client()
+        image = pb.ImageSpec(image=name)
+        self._wait(time.monotonic() + START_TIMEOUT, lambda: client.images.ImageStatus(
+            pb.ImageStatusRequest(image=image), timeout=5).image.id, f"CRI to list {name}")
 
     def _wait(self, deadline: float, probe: Callable[[], Any], what: str) -> Any:
         last = ""
@@ -627,10 +642,11 @@ class ContainerdEnv:
 
 
 @contextlib.contextmanager
-def containerd_env(tmp_path: Path, cni_conf: dict[str, Any] | bytes,
+def containerd_env(tmp_path: Path, cni_conf: dict[str, Any] | bytes | None,
                    cni_bin_dirs: list[str], cni_conf_file: str | None = None) -> Iterator[ContainerdEnv]:
     """A started :class:`ContainerdEnv` in ``tmp_path/containerd``; torn down on exit.
-    ``cni_conf_file``: the conflist's file name (default ``10-<name>.conflist``).
+    ``cni_conf_file``: the conflist's file name (default ``10-<name>.conflist``). ``cni_conf``
+    None: the conf dir starts empty (something writes it later) and NetworkReady is not awaited.
 
     Raises :class:`HarnessError` if the host cannot run it (the caller fails the test).
     """

@@ -338,3 +338,51 @@ def test_native_and_python_read_daemon_socket_alike(node: Node, native: Path, tm
     finally:
         mute.close()
     assert bool(mute.requests) == (python_choice == sock), (stdin, python_choice, mute.requests)
+
+
+# ---- the static launcher of the node image (no Python on the node) --------------------------
+
+
+@pytest.fixture
+def pythonless(tmp_path: Path) -> Path:
+    """The shim as the image builds it (static), with a fallback that does not exist and a
+    1 s wait for a server."""
+    out = tmp_path / "static-shim"
+    proc = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-s", "-DSERVER_WAIT=1",
+                           f'-DFALLBACK="{tmp_path}/no-python/.cri-net-py"', "-o", str(out),
+                           str(ROOT / "cri_net" / "plugin" / "shim.c")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_pythonless_launcher_waits_for_a_server_then_answers_try_again_later(node: Node, pythonless: Path,
+                                                                            tmp_path: Path) -> None:
+    sock = str(tmp_path / "late" / "cni.sock")
+    conf = node.conf("0.4.0", daemonSocket=sock)
+    for command in ("ADD", "DEL", "CHECK"):
+        t0 = time.monotonic()
+        err = hook(node, command, conf, exe=pythonless).error(cni_plugin.TRY_AGAIN_LATER)
+        took = time.monotonic() - t0
+        assert 0.9 < took < 5, f"{command}: answered after {took:.1f}s, not after the 1 s wait"
+        assert err["cniVersion"] == "0.4.0" and sock in err["msg"] and "no in-process fallback" in err["msg"], err
+    # VERSION is never handed over: no Python, so "try again later" at once
+    t0 = time.monotonic()
+    hook(node, "VERSION", conf, exe=pythonless).error(cni_plugin.TRY_AGAIN_LATER)
+    assert time.monotonic() - t0 < 0.9
+    assert node.fake.calls() == [] and node.cache_files() == []
+
+
+def test_pythonless_launcher_takes_a_server_that_comes_up_while_it_waits(node: Node, pythonless: Path,
+                                                                        tmp_path: Path) -> None:
+    (tmp_path / "late").mkdir()
+    ep = CNIEndpoint(str(tmp_path / "late" / "cni.sock"))
+    starter = threading.Timer(0.4, ep.start)
+    starter.start()
+    try:
+        add = hook(node, "ADD", node.conf(daemonSocket=ep.path), exe=pythonless)
+        assert add.code == 0 and add.json["ips"][0]["address"] == "10.0.0.5/24", add
+        assert hook(node, "DEL", node.conf(daemonSocket=ep.path), exe=pythonless).code == 0
+        assert node.cache_files() == []
+    finally:
+        starter.join()
+        ep.stop()

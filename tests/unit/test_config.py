@@ -25,6 +25,7 @@ DEFAULTS = {
     "cni_listen": None,
     "netns_dir": "/run/cri-net/netns",
     "default_network": None,
+    "delegate_conf_dir": None,
     "plugin_timeout": 60.0,
     "ip_pref": "ipv4",
     "log_level": "info",
