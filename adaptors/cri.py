@@ -14,6 +14,8 @@ planes get the pod annotations capability.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from cri_net import libcni
@@ -22,13 +24,14 @@ from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
 from cri_net.nsfs import live_netns
 from cri_net.network import annotations
-from cri_net.network.errors import AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError, NetworkNotReadyError
-from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
-from cri_net.network.results import plane_result
+from cri_net.network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+                                     NetworkNotReadyError, NetworkStatusError)
+from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
+                                     NetworkState)
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.primary import find_primary
 
-from . import NATIVE_FILE_PREFIX, host_ports, ip_ranges
+from . import NATIVE_FILE_PREFIX, default_network, host_ports, ip_ranges, leases, shared, status
 from .listing import filter_infos, network_info
 from .planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
 
@@ -87,10 +90,52 @@ class CRIAdaptor:
     def update(self) -> None:
         self.operator.update()
 
+    def refresh(self) -> None:
+        self.operator.update_if_changed()
+
+    def state(self) -> NetworkState:
+        try:
+            default: str | None = self.default_network().name
+        except NetworkNotReadyError:
+            default = None
+        return shared.state(self.operator, default)
+
+    def status(self) -> None:
+        try:
+            status.check_status(self)
+        except CNIError as exc:
+            raise NetworkStatusError(exc.code, exc.msg, exc.details) from None
+
+    def cached_attachments(self, container_id: str | None = None) -> list[Attachment]:
+        return shared.cached_attachments(self.operator, container_id)
+
+    def cached_results(self, container_id: str, planes: list[tuple[str, str]],
+                       default_interface: str = "eth0") -> list[NetworkApiResult]:
+        return shared.cached_results(self.operator, container_id, planes, default_interface)
+
+    def gc(self, stale: Callable[[Attachment], bool],
+           hold: Callable[[str], AbstractContextManager[None]] | None = None) -> GCOutcome:
+        return shared.gc(self.operator, stale, hold)
+
+    def ip_leases(self) -> list[tuple[str, int]]:
+        """(network, host-local leases in use) of every loaded network using host-local."""
+        return list(leases.ip_leases(self.operator.networks.networks))
+
+    def install_default_network(self) -> str | None:
+        """Write cri-net's default bridge network when the conf dir holds no config at all."""
+        path = default_network.install_if_empty(self.operator.conf_dir)
+        if path is not None:
+            self.operator.update()
+        return path
+
     def close(self) -> None:
         self.operator.close()
 
     # ---- planning ----------------------------------------------------------------------
+    def validate(self, conf: NetworkApiConf) -> None:
+        """Everything attach checks, with nothing attached."""
+        self.plan(conf)
+
     def plan(self, conf: NetworkApiConf, for_detach: bool = False) -> list[tuple[NetworkConfigList, PlaneRef]]:
         """Validate `conf` and return the planes to attach, in order (loopback excluded).
         `for_detach`: the netns may be gone already (e.g. containerd's second DEL)."""
@@ -182,7 +227,11 @@ class CRIAdaptor:
         return default + extras + lo
 
     def detach(self, conf: NetworkApiConf) -> None:
-        failures = detach_all(self.operator, self.known_planes(conf))
+        try:
+            planes = self.known_planes(conf)
+        except CNIError as exc:  # the cache cannot be listed: nothing can be known to be detached
+            raise DetachError([("*", conf.default_interface, exc)]) from exc
+        failures = detach_all(self.operator, planes)
         if failures:
             kv(log, logging.WARNING, "pod detach incomplete", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, failures=len(failures))
@@ -200,8 +249,7 @@ class CRIAdaptor:
 
     def results(self, conf: NetworkApiConf, planes: list[PlaneRef]) -> list[NetworkApiResult]:
         """One result per plane from the cache, default interface first."""
-        out = [plane_result(p.network, p.ifname, self.operator.cached_result(p)) for p in planes]
-        return sorted(out, key=lambda r: r.interface != conf.default_interface)
+        return self.cached_results(conf.pod_id, [(p.network, p.ifname) for p in planes], conf.default_interface)
 
     # ---- configs -----------------------------------------------------------------------
     def conf_create(self, request: NetworkCreateRequest) -> NetworkInfo:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from cri_net.libcni import NetworkConfigList
 from cri_net.network.errors import InvalidRequestError
+from cri_net.network.filters import matches
 from cri_net.network.models import NetworkInfo
 
 FILTER_KEYS = ("name", "plugin")
@@ -13,16 +12,6 @@ FILTER_KEYS = ("name", "plugin")
 
 def network_info(net: NetworkConfigList) -> NetworkInfo:
     return NetworkInfo(name=net.name, version=net.cni_version, plugins=net.plugin_types, file=net.source)
-
-
-def matches(pattern: str, value: str) -> bool:
-    """A filter value matches exactly or as a full regular expression (a bad one matches nothing)."""
-    if pattern == value:
-        return True
-    try:
-        return re.fullmatch(pattern, value) is not None
-    except re.error:
-        return False
 
 
 def filter_infos(infos: list[NetworkInfo], filters: dict[str, list[str]] | None) -> list[NetworkInfo]:

@@ -11,6 +11,8 @@ import ipaddress
 import logging
 import os
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from cri_net import libcni
 from cri_net.config import Settings
@@ -20,13 +22,14 @@ from cri_net.log import kv
 from cri_net.nsfs import live_netns
 from cri_net.network import annotations
 from cri_net.network.errors import CheckError, DetachError, InvalidRequestError, NetworkApiError
-from cri_net.network.models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
-from cri_net.network.results import plane_result
+from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
+                                     NetworkState)
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.loader import load_networks
 
-from .. import NATIVE_FILE_PREFIX
+from .. import NATIVE_FILE_PREFIX, shared
 from ..listing import filter_infos, network_info
+from ..shared import plane_result
 from ..planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
 from . import bridge
 
@@ -55,6 +58,29 @@ class NativeAdaptor:
 
     def update(self) -> None:
         self.operator.update()
+
+    def refresh(self) -> None:
+        self.operator.update_if_changed()
+
+    def state(self) -> NetworkState:
+        return shared.state(self.operator, None)  # no default network: containers name theirs
+
+    def status(self) -> None:
+        return None  # ready with no network at all: containers are attached to created ones
+
+    def validate(self, conf: NetworkApiConf) -> None:
+        self.plan(conf)
+
+    def cached_attachments(self, container_id: str | None = None) -> list[Attachment]:
+        return shared.cached_attachments(self.operator, container_id)
+
+    def cached_results(self, container_id: str, planes: list[tuple[str, str]],
+                       default_interface: str = "eth0") -> list[NetworkApiResult]:
+        return shared.cached_results(self.operator, container_id, planes, default_interface)
+
+    def gc(self, stale: Callable[[Attachment], bool],
+           hold: Callable[[str], AbstractContextManager[None]] | None = None) -> GCOutcome:
+        return shared.gc(self.operator, stale, hold)
 
     def close(self) -> None:
         self.operator.close()

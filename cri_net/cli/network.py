@@ -112,7 +112,7 @@ def _filters(specs: list[str]) -> dict[str, list[str]]:
 
 def network_rows(module: Any, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Every network of the conf dir: name, owner, version, plugins, file, attached containers."""
-    from adaptors.listing import matches
+    from ..network.filters import matches
 
     filters = dict(filters or {})
     owners = filters.pop("owner", None)
@@ -140,9 +140,8 @@ def _dispatch(module: Any, settings: Any, args: argparse.Namespace) -> int:
     elif command == "ls":
         rows = network_rows(module, _filters(args.filter))
         for adaptor_kind in ("cri", "native"):  # skipped files are reported, never fatal
-            for skipped in module.adaptor(adaptor_kind).operator.networks.skipped:
-                reason = skipped.reason.removeprefix(skipped.path + ": ")
-                print(f"cri-net network ls: skipped {skipped.path}: {reason}", file=sys.stderr)
+            for path, reason in module.adaptor(adaptor_kind).state().skipped:
+                print(f"cri-net network ls: skipped {path}: {reason.removeprefix(path + ': ')}", file=sys.stderr)
         if args.quiet:
             for r in rows:
                 print(r["name"])

@@ -63,7 +63,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from .. import config, log
-    from ..server.default_network import install_if_empty
     from ..server.health import HealthError
     from ..server.server import Server, ServeError
     from .privileges import needs_root_message
@@ -74,12 +73,12 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"cri-net serve: {exc}", file=sys.stderr)
         return 1
     log.setup(settings.log_level, settings.log_format)
-    if args.install_default_network:
-        installed = install_if_empty(settings.conf_dir)
-        if installed:
-            print(f"cri-net: conf dir was empty; installed the default network in {installed}", file=sys.stderr)
     try:
         server = Server(settings)
+        if args.install_default_network:
+            installed = server.manager.adaptor.install_default_network()
+            if installed:
+                print(f"cri-net: conf dir was empty; installed the default network in {installed}", file=sys.stderr)
         server.start()
     except PermissionError as exc:
         print(f"cri-net serve: {needs_root_message(exc)}", file=sys.stderr)

@@ -6,10 +6,11 @@
 """
 
 from .errors import (AdaptorNotFoundError, AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
-                     NetworkNotReadyError)
-from .models import ExtraNet, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
-from .module import NetworkModule
+                     NetworkNotReadyError, NetworkStatusError)
+from .models import (Attachment, ExtraNet, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
+                     NetworkState)
+from .module import NetworkModule, create_adaptor
 
 __all__ = ["AdaptorNotFoundError", "AttachError", "CheckError", "DetachError", "InvalidRequestError", "NetworkApiError",
-           "NetworkNotReadyError", "ExtraNet", "NetworkApiConf", "NetworkApiResult", "NetworkCreateRequest",
+           "NetworkNotReadyError", "NetworkStatusError", "Attachment", "NetworkState", "create_adaptor", "ExtraNet", "NetworkApiConf", "NetworkApiResult", "NetworkCreateRequest",
            "NetworkInfo", "NetworkModule"]

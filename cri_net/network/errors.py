@@ -65,3 +65,11 @@ class DetachError(NetworkApiError):
     def __init__(self, failures: list[tuple[str, str, Exception]]) -> None:
         self.failures = failures
         super().__init__("detach failed for " + "; ".join(f"network {n!r} on {i}: {e}" for n, i, e in failures))
+
+
+class NetworkStatusError(NetworkApiError):
+    """CNI STATUS: the networks are not ready (`code` 50) or have limited connectivity (51)."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.details = code, msg, details

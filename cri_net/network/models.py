@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +49,9 @@ class NetworkApiResult(BaseModel):
     ips: list[str] = Field(default_factory=list)
     gateways: list[str] = Field(default_factory=list)
     mac: str = ""
+    #: the plane's routes and DNS, as CNI 1.0 results carry them (for a runtime's combined result)
+    routes: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
+    dns: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
 
 class NetworkCreateRequest(BaseModel):
@@ -67,3 +71,39 @@ class NetworkInfo(BaseModel):
     version: str
     plugins: list[str]
     file: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """What an adaptor has loaded from its conf dir, and what it could not use."""
+
+    conf_dir: str
+    networks: list[dict[str, Any]]  # name, cniVersion, plugins, file; in file-name order
+    default: str | None  # the default network's name (None: not ready)
+    skipped: list[tuple[str, str]]  # (file, reason)
+    last_reload_error: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [n["name"] for n in self.networks]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment this adaptor made, as cached: what the runtime may be shown of it."""
+
+    network: str
+    container_id: str
+    ifname: str
+    netns: str = ""
+    cni_args: tuple[tuple[str, str], ...] = ()
+    capability_args: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GCOutcome:
+    """What one garbage collection of stale attachments did."""
+
+    removed: int = 0
+    failures: list[str] = field(default_factory=list)  # "network/container/ifname: error"

@@ -8,24 +8,38 @@ from __future__ import annotations
 
 import importlib
 import threading
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol
 
 from ..config import Settings
 from . import annotations
 from .errors import AdaptorNotFoundError, InvalidRequestError
-from .models import NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo
+from .models import Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo, NetworkState
 
 
 class Adaptor(Protocol):
-    """What an adaptor provides; unsupported calls raise NetworkApiError."""
+    """What an adaptor provides: the only door from the ways in (server, CNI plugin, CLI) to
+    the networks below. Unsupported calls raise NetworkApiError."""
 
     kind: str
 
+    # readiness and configs
     def ready(self) -> bool: ...
     def update(self) -> None: ...
+    def refresh(self) -> None: ...  # reload only if the conf dir changed since the last load
+    def state(self) -> NetworkState: ...
+    def status(self) -> None: ...  # CNI STATUS: raises NetworkStatusError (50/51) when not ready
+    # containers / pods
+    def validate(self, conf: NetworkApiConf) -> None: ...  # everything attach checks, nothing attached
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]: ...
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]: ...
     def detach(self, conf: NetworkApiConf) -> None: ...
+    def cached_results(self, container_id: str, planes: list[tuple[str, str]],
+                       default_interface: str = "eth0") -> list[NetworkApiResult]: ...
+    def cached_attachments(self, container_id: str | None = None) -> list[Attachment]: ...
+    def gc(self, stale: Callable[[Attachment], bool],
+           hold: Callable[[str], AbstractContextManager[None]] | None = None) -> GCOutcome: ...
+    # network configs
     def conf_create(self, request: NetworkCreateRequest) -> NetworkInfo: ...
     def conf_inspect(self, name: str) -> str: ...
     def conf_list(self, filters: dict[str, list[str]] | None = None) -> list[NetworkInfo]: ...
@@ -38,6 +52,16 @@ ADAPTORS: dict[str, str] = {
     "cri": "adaptors.cri:CRIAdaptor",
     "native": "adaptors.native:NativeAdaptor",
 }
+
+
+def create_adaptor(kind: str, settings: Settings, **options: Any) -> Adaptor:
+    """A new adaptor of `kind` from the registry (imported on first use), e.g. the CRI adaptor
+    a CNI hook call needs: `create_adaptor("cri", settings, hook=(type, name))`."""
+    if kind not in ADAPTORS:
+        raise AdaptorNotFoundError(kind, sorted(ADAPTORS))
+    module_name, cls_name = ADAPTORS[kind].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(settings, **options)  # type: ignore[no-any-return]
 
 
 class NetworkModule:
@@ -60,11 +84,7 @@ class NetworkModule:
     def adaptor(self, kind: str) -> Adaptor:
         with self._lock:
             if kind not in self._adaptors:
-                if kind not in ADAPTORS:
-                    raise AdaptorNotFoundError(kind, sorted(ADAPTORS))
-                module_name, cls_name = ADAPTORS[kind].split(":")
-                cls = getattr(importlib.import_module(module_name), cls_name)
-                self._adaptors[kind] = cls(self.settings, watch=self.watch)
+                self._adaptors[kind] = create_adaptor(kind, self.settings, watch=self.watch)
             return self._adaptors[kind]
 
     # ---- containers / pods -------------------------------------------------------------

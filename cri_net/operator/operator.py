@@ -28,7 +28,7 @@ from .loader import FileFilter, NetworkSet, load_networks
 from .masq_sweep import sweep_masquerade
 from .selfguard import self_reference
 from .timed_executor import TimedExecutor
-from .watcher import ConfDirWatcher
+from .watcher import ConfDirWatcher, dir_signature
 
 log = logging.getLogger("cri_net.operator")
 
@@ -80,6 +80,7 @@ class CNIOperator:
         self._last_error = ""
         self._reload_lock = threading.Lock()
         self._watcher: ConfDirWatcher | None = None
+        self._signature = dir_signature(conf_dir)
         self.update()
 
     # ---- configs -----------------------------------------------------------------------
@@ -121,6 +122,15 @@ class CNIOperator:
             kv(log, logging.INFO, "loaded networks", conf_dir=self.conf_dir, networks=",".join(fresh.names),
                skipped=len(fresh.skipped))
             return fresh
+
+    def update_if_changed(self) -> NetworkSet:
+        """Re-read the conf dir only when its entries changed since the last load (cheap:
+        one stat per entry), for callers that keep an operator without a watcher."""
+        signature = dir_signature(self.conf_dir)
+        if signature != self._signature:
+            self._signature = signature
+            self.update()
+        return self._networks
 
     def _refuse_self_references(self, found: NetworkSet) -> NetworkSet:
         kept, skipped = [], list(found.skipped)

@@ -202,28 +202,27 @@ def _dns(value: Any) -> dict[str, list[str]] | None:
     return out
 
 
-def combined_result(inv: Invocation, results: list[Any], adaptor: Any) -> dict[str, Any]:
-    """One CNI result for the runtime: default interface first, then the extra planes."""
-    from ..libcni import Result100, convert
-    from ..libcni.result import DNS, Interface, IPConfig
-    from ..operator import PlaneRef
+def combined_result(inv: Invocation, results: list[Any]) -> dict[str, Any]:
+    """One CNI result for the runtime: default interface first, then the extra planes; routes
+    and DNS are the default interface's."""
+    from ..libcni import Result100, convert, parse_result
 
-    interfaces: list[Interface] = []
-    ips: list[IPConfig] = []
+    interfaces: list[dict[str, Any]] = []
+    ips: list[dict[str, Any]] = []
     routes: list[Any] = []
-    dns = DNS()
+    dns: dict[str, Any] = {}
     for r in results:
         index = len(interfaces)
-        interfaces.append(Interface(name=r.interface, mac=r.mac, sandbox=inv.netns))
+        interfaces.append({"name": r.interface, "mac": r.mac, "sandbox": inv.netns} if r.mac else
+                          {"name": r.interface, "sandbox": inv.netns})
         for address in r.ips:
             gateway = next((g for g in r.gateways if _same_family(g, address)), None)
-            ips.append(IPConfig(interface=index, address=address, gateway=gateway))
+            ips.append({"interface": index, "address": address, **({"gateway": gateway} if gateway else {})})
         if r.interface == inv.ifname:
-            cached = adaptor.operator.cached_result(PlaneRef(r.name, inv.container_id, inv.netns, r.interface))
-            if cached is not None:
-                full = convert(cached, "1.0.0")
-                routes, dns = list(full.routes), full.dns
-    result = Result100(cniVersion="1.0.0", interfaces=interfaces, ips=ips, routes=routes, dns=dns)
+            routes, dns = list(r.routes), dict(r.dns)
+    doc = {"cniVersion": "1.0.0", "interfaces": interfaces, "ips": ips, "routes": routes, "dns": dns}
+    result = parse_result(doc)
+    assert isinstance(result, Result100)
     wanted = inv.cni_version if inv.cni_version in SUPPORTED_VERSIONS else "1.0.0"
     return convert(result, wanted).to_dict()
 
@@ -233,10 +232,11 @@ def _same_family(gateway: str, address: str) -> bool:
 
 
 def fresh_adaptor(inv: Invocation) -> Any:
-    """A one-shot adaptor: the plugin process lives for one call."""
-    from adaptors.cri import CRIAdaptor
+    """A one-shot CRI adaptor from the network module's registry: the plugin process lives
+    for one call."""
+    from ..network import create_adaptor
 
-    return CRIAdaptor(inv.settings(), watch=False, hook=inv.hook)
+    return create_adaptor("cri", inv.settings(), watch=False, hook=inv.hook)
 
 
 def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[str, Any] | None:
@@ -251,15 +251,13 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
     if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
         raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
     # the network module (pydantic and all) is only loaded for commands that need it
-    from ..libcni import CNIError
     from ..network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
-                                 NetworkNotReadyError)
+                                  NetworkNotReadyError, NetworkStatusError)
 
     try:
         adaptor = adaptor_for(inv)
         if command == "ADD":
-            results = adaptor.attach(inv.request())
-            return combined_result(inv, results, adaptor)
+            return combined_result(inv, adaptor.attach(inv.request()))
         if command == "DEL":
             adaptor.detach(inv.request())
             return None
@@ -267,9 +265,7 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
             adaptor.check(inv.request())
             return None
         if command == "STATUS":
-            from .status import check_status
-
-            check_status(adaptor)  # CNIError 50/51 naming the network, answered below
+            adaptor.status()  # NetworkStatusError 50/51 naming the network, answered below
             return None
         if command == "GC":
             gc(inv, adaptor)
@@ -280,13 +276,13 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
         raise PluginFailure(TRY_AGAIN_LATER, str(exc)) from None
     except (AttachError, CheckError) as exc:
         raise PluginFailure(exc.code, str(exc)) from None
+    except NetworkStatusError as exc:
+        raise PluginFailure(exc.code, exc.msg, exc.details) from None
     except DetachError as exc:
         first = exc.failures[0][2]
-        raise PluginFailure(first.code if isinstance(first, CNIError) else INTERNAL, str(exc)) from None
+        raise PluginFailure(getattr(first, "code", INTERNAL), str(exc)) from None
     except NetworkApiError as exc:
         raise PluginFailure(INTERNAL, str(exc)) from None
-    except CNIError as exc:
-        raise PluginFailure(exc.code, str(exc), exc.details) from None
     raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
 
 
@@ -294,9 +290,6 @@ def gc(inv: Invocation, adaptor: Any) -> None:
     """Detach planes of sandboxes the runtime no longer knows (`cni.dev/valid-attachments`).
 
     Only attachments the hook made are considered: the cache dir is shared with the runtime."""
-    from ..nsfs import live_netns
-    from ..operator import PlaneRef
-
     valid = inv.conf.get("cni.dev/valid-attachments", inv.conf.get("cni.dev/attachments"))
     if not isinstance(valid, list):
         return  # without the runtime's list nothing can be judged stale
@@ -304,16 +297,9 @@ def gc(inv: Invocation, adaptor: Any) -> None:
         raise PluginFailure(INVALID_CONFIG, "cni.dev/valid-attachments entries must be objects with a containerID",
                             "key: cni.dev/valid-attachments")
     keep = {a["containerID"] for a in valid}
-    failures = []
-    for att in adaptor.operator.own_attachments():  # the runtime's own entries are never ours
-        if att.container_id not in keep:
-            netns = live_netns(att.netns)
-            try:
-                adaptor.operator.detach_network_plane(PlaneRef(att.network, att.container_id, netns, att.ifname))
-            except Exception as exc:  # report every failure, keep going
-                failures.append(f"{att.network}/{att.container_id}/{att.ifname}: {exc}")
-    if failures:
-        raise PluginFailure(INTERNAL, "GC could not detach every stale attachment", "; ".join(failures))
+    outcome = adaptor.gc(lambda att: att.container_id not in keep)  # only the hook's own attachments
+    if outcome.failures:
+        raise PluginFailure(INTERNAL, "GC could not detach every stale attachment", "; ".join(outcome.failures))
 
 
 def run(environ: dict[str, str], stdin: bytes, adaptor_for: AdaptorSource = fresh_adaptor) -> tuple[int, str]:

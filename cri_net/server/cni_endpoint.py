@@ -33,7 +33,7 @@ from .. import metrics
 from ..plugin import handler as cni_plugin, wire as cni_wire
 from ..keyed_locks import KeyedLocks
 from ..log import kv
-from ..operator.watcher import dir_signature
+from ..network import create_adaptor
 from .cni_metrics import observe_cni_call
 
 log = logging.getLogger("cri_net.server.cni")
@@ -58,26 +58,22 @@ class AdaptorPool:
 
     def __init__(self, limit: int = MAX_ADAPTORS) -> None:
         self.limit = limit
-        self._adaptors: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+        self._adaptors: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def get(self, inv: cni_plugin.Invocation) -> Any:
-        from adaptors.cri import CRIAdaptor
-
         settings = inv.settings()
         key = f"{inv.hook}{settings.model_dump_json()}"
-        signature = dir_signature(settings.conf_dir)
         with self._lock:
-            entry = self._adaptors.pop(key, None)
-            if entry is None:
+            adaptor = self._adaptors.pop(key, None)
+            if adaptor is None:
                 if len(self._adaptors) >= self.limit:  # drop the least recently used
-                    self._adaptors.pop(next(iter(self._adaptors)))
-                entry = (CRIAdaptor(settings, watch=False, hook=inv.hook), signature)
-            elif entry[1] != signature:
-                entry[0].update()
-                entry = (entry[0], signature)
-            self._adaptors[key] = entry
-            return entry[0]
+                    self._adaptors.pop(next(iter(self._adaptors))).close()
+                adaptor = create_adaptor("cri", settings, watch=False, hook=inv.hook)
+            else:
+                adaptor.refresh()  # reloads only when the conf dir changed
+            self._adaptors[key] = adaptor
+            return adaptor
 
 
 class CNIEndpoint:

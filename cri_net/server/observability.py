@@ -22,7 +22,7 @@ class Observability:
 
             self._sink = PromSink()
             self._sink.add_collector(StateCollector(lambda: [r.state for r in manager.store.all()],
-                                                    manager.adaptor.operator, self.readiness.ready))
+                                                    manager.adaptor, self.readiness.ready))
             self.http = HealthServer(settings.metrics_listen, self.readiness, self._sink.exposition)
 
     def start(self) -> None:

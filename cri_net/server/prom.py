@@ -7,7 +7,6 @@ Names follow Prometheus conventions: `cri_net_` prefix, units in the name, `_tot
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -18,9 +17,7 @@ from prometheus_client.process_collector import ProcessCollector
 #: CNI plugins take milliseconds to seconds; a timeout is 60 s by default.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: host-local's default data dir (`ipam.dataDir` unset)
-HOST_LOCAL_DATA_DIR = "/var/lib/cni/networks"
 #: a lease dir holding more files than this is reported at this value (a scrape stays bounded)
-MAX_LEASES_COUNTED = 1 << 16
 
 
 class PromSink:
@@ -87,9 +84,9 @@ class PromSink:
 class StateCollector(Collector):
     """Gauges read at scrape time from the server's own state."""
 
-    def __init__(self, pod_states: Callable[[], Iterable[str]], operator: Any, ready: Callable[[], bool]) -> None:
+    def __init__(self, pod_states: Callable[[], Iterable[str]], adaptor: Any, ready: Callable[[], bool]) -> None:
         self.pod_states = pod_states
-        self.operator = operator
+        self.adaptor = adaptor  # the network API's door: state() and ip_leases()
         self.ready = ready
 
     def collect(self) -> Iterator[Metric]:
@@ -100,11 +97,11 @@ class StateCollector(Collector):
         for state, n in sorted(counts.items()):
             pods.add_metric([state], n)
         yield pods
-        nets = self.operator.networks
+        state = self.adaptor.state()
         loaded = GaugeMetricFamily("cri_net_networks", "network configs in the conf dir, by state (loaded, skipped)",
                                    labels=["state"])
-        loaded.add_metric(["loaded"], len(nets.networks))
-        loaded.add_metric(["skipped"], len(nets.skipped))
+        loaded.add_metric(["loaded"], len(state.networks))
+        loaded.add_metric(["skipped"], len(state.skipped))
         yield loaded
         ready = GaugeMetricFamily("cri_net_ready", "1 when /readyz answers ready (networks loaded, sockets up, "
                                   "not draining)")
@@ -112,38 +109,8 @@ class StateCollector(Collector):
         yield ready
         leases = GaugeMetricFamily("cri_net_ip_leases", "host-local IP leases in use, per network whose data dir "
                                    "is known", labels=["network"])
-        for network, count in ip_leases(nets.networks):
+        for network, count in self.adaptor.ip_leases():
             leases.add_metric([network], count)
         yield leases
 
 
-def host_local_dirs(networks: Iterable[Any]) -> Iterator[tuple[str, str]]:
-    """(network, lease dir) of every loaded network whose chain uses host-local IPAM."""
-    for net in networks:
-        for plugin in net.plugins:
-            ipam = (plugin.network.model_extra or {}).get("ipam")
-            if isinstance(ipam, dict) and ipam.get("type") == "host-local":
-                data_dir = ipam.get("dataDir") if isinstance(ipam.get("dataDir"), str) else HOST_LOCAL_DATA_DIR
-                yield net.name, os.path.join(data_dir or HOST_LOCAL_DATA_DIR, net.name)
-                break
-
-
-def count_leases(lease_dir: str) -> int:
-    """host-local keeps one file per leased IP, plus `lock` and `last_reserved_ip.N`."""
-    n = 0
-    try:
-        with os.scandir(lease_dir) as it:
-            for entry in it:
-                if entry.name == "lock" or entry.name.startswith("last_reserved_ip."):
-                    continue
-                n += 1
-                if n >= MAX_LEASES_COUNTED:
-                    break
-    except OSError:
-        return 0  # no lease yet (the dir appears with the first ADD)
-    return n
-
-
-def ip_leases(networks: Iterable[Any]) -> Iterator[tuple[str, int]]:
-    for network, lease_dir in host_local_dirs(networks):
-        yield network, count_leases(lease_dir)

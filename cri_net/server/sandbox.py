@@ -27,15 +27,13 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..config import Settings
-from ..fsutil import atomic_write, is_temp, read_regular, remove_stale_temps
+from ..fsutil import atomic_write, read_regular
 from ..keyed_locks import KeyedLocks
-from ..libcni import CNIError, GCAttachment, version
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
-from ..network.results import plane_result, split_ips
-from ..nsfs import live_netns
-from ..operator import PlaneRef
+from ..network.models import Attachment
+from ..network.results import split_ips
 from . import limits, netns
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
 
@@ -112,14 +110,6 @@ def legacy_sandbox_id(namespace: str, name: str, uid: str, attempt: int) -> str:
     """The id versions before the JSON encoding gave (NUL-joined: not injective). Only used to
     find those versions' pods, and only when the record's identity matches exactly."""
     return hashlib.sha256(f"{namespace}\0{name}\0{uid}\0{attempt}".encode()).hexdigest()
-
-
-def _cache_entries(results_dir: str) -> int:
-    """How many cache files there are, readable or not (temp files excluded)."""
-    try:
-        return sum(1 for name in os.listdir(results_dir) if not is_temp(name))
-    except OSError:
-        return 0
 
 
 class SandboxManager:
@@ -257,7 +247,7 @@ class SandboxManager:
         self._mark_stopping(record)
         try:
             self._detach(record)
-        except (NetworkApiError, CNIError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the netns and record still go; GC retries DEL
             kv(log, logging.ERROR, "detach during teardown failed; GC will retry", pod_id=record.id, error=str(exc))
         if record.netns_path:
             try:
@@ -309,11 +299,9 @@ class SandboxManager:
         return view
 
     def _build_view(self, record: SandboxRecord) -> SandboxView:
-        operator = self.adaptor.operator
-        results = [plane_result(p.network, p.interface,
-                                operator.cached_result(PlaneRef(p.network, record.id, "", p.interface)))
-                   for p in record.planes] if record.state == "READY" else []
         default_if = record.network.default_interface if record.network else "eth0"
+        results = self.adaptor.cached_results(record.id, [(p.network, p.interface) for p in record.planes],
+                                              default_if) if record.state == "READY" else []
         ip, rest = split_ips(results, default_if, self.settings.ip_pref)
         return SandboxView(record, results, ip, rest)
 
@@ -347,7 +335,6 @@ class SandboxManager:
         """Make store, netns mounts and CNI cache agree after a restart; returns counts."""
         counts = {"rolled_back": 0, "not_ready": 0, "stale_attachments": 0, "stale_netns": 0}
         self.store.load()
-        remove_stale_temps(self.adaptor.operator.cni.cache.results_dir)
         pinned = netns.mounted()  # one read of mountinfo, not one per pod
         for record in self.store.all():
             if record.state == "CREATING":
@@ -361,7 +348,6 @@ class SandboxManager:
         known = {r.id for r in self.store.all()} | set(self.store.unreadable)  # unknown state: never torn down
         counts["unreadable"] = len(self.store.unreadable)
         counts["stale_attachments"] = self.gc_stale_attachments(known)
-        self._gc_plugins()
         if os.path.isdir(self.settings.netns_dir):
             for name in os.listdir(self.settings.netns_dir):
                 if name not in known:
@@ -377,44 +363,14 @@ class SandboxManager:
 
     def gc_stale_attachments(self, known: set[str] | None = None) -> int:
         """DEL cached attachments of pods cri-net no longer has (a DEL that failed at
-        RemovePodSandbox is retried here); returns how many were removed.
-
-        Only attachments whose netns lives in our netns dir are ours: the cache dir may be
-        shared with containerd or CRI-O, whose pods we must never touch."""
+        RemovePodSandbox is retried here), through the adaptor's one GC routine; returns how
+        many were removed. Only attachments whose netns lives in our netns dir are this
+        server's: the hook's pods (containerd's) share the adaptor's cache dir."""
         ours = self.settings.netns_dir.rstrip("/") + "/"
-        operator = self.adaptor.operator
-        removed = 0
-        for att in operator.own_attachments():
-            if not att.netns.startswith(ours) or (known is not None and att.container_id in known):
-                continue
-            with self._pod_lock(att.container_id):
-                if self.store.get(att.container_id) is not None or att.container_id in self.store.unreadable:
-                    continue  # a live pod (possibly re-created since the listing), or one we cannot read
-                plane = PlaneRef(att.network, att.container_id, live_netns(att.netns), att.ifname)
-                try:
-                    operator.detach_network_plane(plane)
-                    removed += 1
-                except CNIError as exc:
-                    kv(log, logging.ERROR, "GC of stale attachment failed; will retry", network=att.network,
-                       container=att.container_id, ifname=att.ifname, error=str(exc))
-        return removed
 
-    def _gc_plugins(self) -> None:
-        """Spec 1.1.0 GC for networks that support it. Every attachment still cached after the
-        stale DELs above is valid, including other runtimes' ones in a shared cache dir."""
-        operator = self.adaptor.operator
-        networks = [n for n in operator.networks.networks if version.at_least(n.cni_version, "1.1.0")]
-        if not networks:
-            return  # nothing to GC: spare a second scan of the whole cache
-        remaining = operator.cni.cached_attachments()
-        unreadable = _cache_entries(operator.cni.cache.results_dir) - len(remaining)
-        if unreadable > 0:  # their attachments would look invalid: never GC on what we could not read
-            kv(log, logging.WARNING, "plugin GC skipped: cached results that cannot be read",
-               dir=operator.cni.cache.results_dir, count=unreadable)
-            return
-        for net in networks:
-            valid = [GCAttachment(a.container_id, a.ifname) for a in remaining if a.network == net.name]
-            try:
-                operator.cni.gc_network_list(net, valid)
-            except CNIError as exc:
-                kv(log, logging.WARNING, "plugin GC failed", network=net.name, error=str(exc))
+        def stale(att: Attachment) -> bool:
+            cid = att.container_id
+            return (att.netns.startswith(ours) and not (known is not None and cid in known)
+                    and self.store.get(cid) is None and cid not in self.store.unreadable)
+
+        return self.adaptor.gc(stale, hold=self._pod_lock).removed

@@ -135,7 +135,7 @@ class Server:
         self.observability.readiness.sockets_up()
         kv(log, logging.INFO, "serving", socket=self.path,
            cni_socket=self.cni_endpoint.path if self.cni_endpoint else "off", conf_dir=self.settings.conf_dir,
-           networks=",".join(self.manager.adaptor.operator.networks.names) or "none",
+           networks=",".join(self.manager.adaptor.state().names) or "none",
            pods=len(self.manager.store.all()), startup_ms=round((time.monotonic() - start) * 1000), **counts)
 
     def _gc_loop(self) -> None:

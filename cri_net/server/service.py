@@ -16,7 +16,6 @@ from typing import Any, Callable
 import grpc
 
 from .. import __version__, metrics
-from ..libcni import CNIError
 from ..log import kv
 from ..network.errors import InvalidRequestError, NetworkApiError, NetworkNotReadyError
 from ..cri.pb.runtime.v1 import api_pb2 as pb
@@ -98,7 +97,7 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
         failure: Exception | None = None
         try:
             return method(self, request, context)
-        except (NetworkApiError, CNIError) as exc:
+        except NetworkApiError as exc:  # adaptors map every CNI error to one of these
             failure = exc
             kv(log, logging.WARNING, "rpc failed", rpc=method.__name__, pod=_pod_of(request),
                network=self.network_of(method.__name__, exc), error=str(exc))
@@ -231,7 +230,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         network = pb.RuntimeCondition(type="NetworkReady", status=ready)
         if not ready:
             network.reason = "NetworkPluginNotReady"
-            network.message = f"Network plugin returns error: cni config uninitialized ({adaptor.operator.conf_dir})"
+            network.message = f"Network plugin returns error: cni config uninitialized ({adaptor.state().conf_dir})"
         elif self.readiness is not None and not self.readiness.ready():  # agree with /readyz
             network.status = False
             network.reason = "NetworkPluginNotReady"
@@ -239,13 +238,12 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         status = pb.RuntimeStatus(conditions=[pb.RuntimeCondition(type="RuntimeReady", status=True), network])
         info: dict[str, str] = {}
         if request.verbose:
-            nets = adaptor.operator.networks
+            state = adaptor.state()
             info["config"] = json.dumps({
-                "confDir": adaptor.operator.conf_dir,
-                "networks": [{"name": n.name, "cniVersion": n.cni_version, "plugins": n.plugin_types,
-                              "file": n.source} for n in nets.networks],
-                "skipped": [{"file": s.path, "reason": s.reason} for s in nets.skipped],
-                "lastReloadError": adaptor.operator.last_reload_error,
+                "confDir": state.conf_dir,
+                "networks": state.networks,
+                "skipped": [{"file": path, "reason": reason} for path, reason in state.skipped],
+                "lastReloadError": state.last_reload_error,
                 "podCIDR": self.manager.pod_cidr or "",
             })
             # pods whose record cannot be read: their state is unknown and they are left alone
@@ -289,11 +287,10 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             labels=r.labels, annotations=r.annotations, runtime_handler=r.runtime_handler)
         info: dict[str, str] = {}
         if request.verbose:
-            planes = self.manager.adaptor.operator.own_attachments(r.id)
+            planes = self.manager.adaptor.cached_attachments(r.id)
             info["netns"] = json.dumps(r.netns_path)
             info["planes"] = json.dumps([res.model_dump() for res in view.results])
-            info["cniResults"] = json.dumps({f"{a.network}/{a.ifname}": self.manager.adaptor.operator.cni.cache
-                                             .read_result(a.network, a.container_id, a.ifname) for a in planes})
+            info["cniResults"] = json.dumps({f"{a.network}/{a.ifname}": a.result for a in planes})
             info["cniArgs"] = json.dumps({f"{a.network}/{a.ifname}": a.cni_args for a in planes})
             info["capabilityArgs"] = json.dumps({f"{a.network}/{a.ifname}": a.capability_args for a in planes})
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())

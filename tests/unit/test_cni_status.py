@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from cri_net.plugin import status as cni_status, wire as cni_wire
+from adaptors import status as cni_status
+from cri_net.plugin import wire as cni_wire
 from cri_net.libcni import CNI, conf_list_from_bytes
 from cri_net.server.cni_endpoint import CNIEndpoint
 from test_cni_plugin import ARGS, HOOK, Node, conflist, result100

@@ -21,7 +21,8 @@ from cri_net.network import (AdaptorNotFoundError, InvalidRequestError, NetworkA
 from cri_net.libcni import parse_result
 from cri_net.network import NetworkApiResult
 from cri_net.network.annotations import BANDWIDTH_BURST
-from cri_net.network.results import plane_result, split_ips
+from adaptors.shared import plane_result
+from cri_net.network.results import split_ips
 
 
 def conflist(name: str, *plugins: str | dict[str, Any]) -> str:

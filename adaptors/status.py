@@ -1,4 +1,4 @@
-"""The CNI STATUS answer of the `cri-net` hook: is cri-net's networking usable right now?
+"""CNI STATUS of an adaptor's networks: is cri-net's networking usable right now?
 
 containerd from 2.0.1 (and CRI-O) call STATUS every few seconds on a 1.1.0 conflist and report
 NetworkReady from it, so the answer must be cheap: it comes from the adaptor's loaded networks
@@ -20,10 +20,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from ..libcni import CNI, CNIError, ErrorCode, NetworkConfigList, PluginError, version
-from ..log import kv
+from cri_net.libcni import CNI, CNIError, ErrorCode, NetworkConfigList, PluginError, version
+from cri_net.log import kv
 
-log = logging.getLogger("cri_net.plugin.status")
+log = logging.getLogger("cri_net.adaptors.status")
 
 #: How long a network's STATUS answer is served before it is refreshed (in the background).
 STATUS_TTL = 5.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from ..fsutil import atomic_write
-from ..libcni import SkippedFile, conf_files
+from cri_net.fsutil import atomic_write
+from cri_net.libcni import SkippedFile, conf_files
 
 NAME = "cri-net-default"
 FILE = "10-cri-net-default.conflist"
