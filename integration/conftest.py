@@ -29,14 +29,13 @@ from typing import Any
 import pytest
 
 from integration import hostaudit, hostlock
-from integration.hostaudit import Audit, Ignore, SubnetAllocator, UniqueNet
+from integration.hostaudit import CNI_PLUGIN_DIR, Audit, Ignore, SubnetAllocator, UniqueNet
 
 _HERE = Path(__file__).resolve().parent
 
 #: Executables the harness and the plugins need; all come from iproute2 / iptables.
 REQUIRED_EXECUTABLES: tuple[str, ...] = ("ip", "tc", "iptables", "iptables-save", "iptables-restore")
 #: Debian's containernetworking-plugins (scripts/bootstrap.sh installs them).
-CNI_PLUGIN_DIR = Path("/usr/lib/cni")
 REQUIRED_PLUGINS: tuple[str, ...] = ("bridge",)
 
 #: One allocator for the whole session, so no two tests ever share a subnet.

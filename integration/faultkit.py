@@ -33,7 +33,7 @@ from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.network import annotations as ann
 from cri_net.server.sandbox import sandbox_id
-from integration.conftest import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import Audit, UniqueNet, bridge_ports, ifb_name
 from integration.serve_fixture import CRIServer, nsfs_mounts_under
 

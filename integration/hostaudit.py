@@ -74,6 +74,8 @@ NETNS_RUN_DIR = Path("/run/netns")
 DEFAULT_IPAM_DIR = Path("/var/lib/cni/networks")
 #: libcni's default cache dir; results live in ``<cache>/results/<net>-<id>-<ifname>``.
 DEFAULT_CACHE_DIR = Path("/var/lib/cni")
+#: Debian's containernetworking-plugins: the real plugins every integration test runs
+CNI_PLUGIN_DIR = Path("/usr/lib/cni")
 #: The only tables the CNI plugins shipped with Debian write to.
 IPTABLES_TABLES: tuple[str, ...] = ("nat", "filter", "mangle")
 #: Subnets handed to tests come from here; 10.213/16 is unlikely to be a real LAN.

@@ -44,7 +44,7 @@ import grpc
 import pytest
 
 from cri_net.cri.client import CRIClient
-from integration.conftest import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import IptablesLine, Link, Qdisc, UniqueNet, ifb_name
 
 CRI_NET = Path(sys.executable).with_name("cri-net")

@@ -32,7 +32,7 @@ import pytest
 from cri_net.plugin import wire as cni_wire
 from cri_net.plugin.launcher import install
 from cri_net.server.sandbox import sandbox_id
-from integration.conftest import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import UniqueNet
 from integration.serve_fixture import (  # noqa: F401 - fixtures
     CRI_NET,

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from integration import hostaudit
-from integration.conftest import CNI_PLUGIN_DIR, host_problems
+from integration.conftest import host_problems
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import (
     Audit,
     CleanupError,

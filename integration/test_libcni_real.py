@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from cri_net import libcni
-from integration.conftest import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import Audit, UniqueNet
 
 CRI_NET = Path(sys.executable).with_name("cri-net")

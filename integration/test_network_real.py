@@ -31,7 +31,7 @@ from cri_net import config
 from cri_net.network import AttachError, NetworkApiConf, NetworkApiResult, NetworkModule
 from cri_net.network import annotations as ann
 from integration import hostaudit
-from integration.conftest import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import Audit, UniqueNet, bridge_ports
 from integration.tcpprobe import tcp_listener, tcp_ping_from
 

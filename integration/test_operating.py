@@ -22,7 +22,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from integration.conftest import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.serve_fixture import CRIServer, cri_server_factory  # noqa: F401 - fixtures
 
 METRICS = ["--metrics-listen", "127.0.0.1:0"]

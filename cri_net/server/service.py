@@ -122,8 +122,9 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
 
 #: Pod starts running plugins at once, and waiting for a slot; the rest are refused at once.
 SETUP_RUNNING, SETUP_WAITING = 16, 32
-#: Stops and removes (DELs) have their own slots: a flood of hung starts never blocks teardown.
-TEARDOWN_RUNNING, TEARDOWN_WAITING = 8, 16
+#: Stops and removes (DELs) have their own slots: a flood of hung starts never blocks teardown,
+#: and a mass deletion (kubelet stops every pod of a drained node at once) queues rather than fails.
+TEARDOWN_RUNNING, TEARDOWN_WAITING = 8, 120
 #: gRPC workers always left for the RPCs that run no plugin (Version, Status, List...).
 CHEAP_WORKERS = 16
 #: The longest an RPC waits for a slot when its caller set no deadline.

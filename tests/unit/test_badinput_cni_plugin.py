@@ -7,7 +7,7 @@ input, that is all that may come out: no traceback, no second line, no "internal
 wrapping a Python exception the validation should have caught.
 
 Most cases run `cri_net.plugin.launcher.main()` in-process (fast); a seeded subset runs the real
-executable `.venv/bin/cri-net-cni` (~0.3 s each), which is what containerd execs. cri-net's
+entry point `cri-net-cni` (~0.3 s each), which is what containerd execs. cri-net's
 inner networks are conflists in a tmp conf dir naming a shell plugin that answers ADD with a
 result on CNI_IFNAME; an accepted ADD is deleted again, and the cache dir must end empty.
 """
@@ -19,6 +19,7 @@ import io
 import json
 import os
 import subprocess
+import sysconfig
 import sys
 import types
 from pathlib import Path
@@ -36,7 +37,7 @@ from tests.reliability import record
 
 SUITE = "bad-input"
 ROOT = Path(__file__).resolve().parents[2]
-HOOK = ROOT / ".venv" / "bin" / "cri-net-cni"
+HOOK = Path(sysconfig.get_path("scripts")) / "cri-net-cni"  # the running interpreter's entry point
 ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
 EXTRA = "network.alpha.kubernetes.io/network"
 GOOD_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod1;K8S_POD_INFRA_CONTAINER_ID=sb1;K8S_POD_UID=u1"
@@ -252,7 +253,7 @@ def test_inproc_generated_cni_args(hook: Hook, args: str, command: str) -> None:
 @props(ci=10, full=120)
 @given(data=st.data())
 def test_real_executable_generated_stdin_and_env(hook: Hook, data: st.DataObject) -> None:
-    """The same generated cases through `.venv/bin/cri-net-cni` (interpreter start, real
+    """The same generated cases through the `cri-net-cni` entry point (interpreter start, real
     stdin/stdout/environment bytes, exit status); environment values may hold bytes that are
     not UTF-8 (os.fsencode of surrogate escapes), which only a real exec can carry."""
     command = data.draw(commands)

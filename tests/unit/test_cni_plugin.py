@@ -1,6 +1,6 @@
 """`cri-net-cni`, the CNI plugin a runtime (containerd) calls to hand a pod to cri-net.
 
-The plugin under test runs for real as a subprocess (`.venv/bin/cri-net-cni`) with the CNI
+The plugin under test runs for real as a subprocess (the `cri-net-cni` entry point) with the CNI
 environment and the runtime-side config on stdin; cri-net's own (inner) networks are conflists
 in a tmp confDir naming fake plugins (tests/fakeplugin), whose runs are recorded. The
 property-based tests call `cri_net.plugin.launcher.main()` in-process (fast) with a patched
@@ -20,6 +20,7 @@ import io
 import json
 import os
 import subprocess
+import sysconfig
 import sys
 import types
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from cri_net.plugin import handler as cni_plugin, launcher
 from cri_net.libcni import CacheRecord
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOK = ROOT / ".venv" / "bin" / "cri-net-cni"
+HOOK = Path(sysconfig.get_path("scripts")) / "cri-net-cni"  # the running interpreter's entry point
 EXTRA = "network.alpha.kubernetes.io/network"
 ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod1;K8S_POD_INFRA_CONTAINER_ID=sb1;K8S_POD_UID=uid-1"

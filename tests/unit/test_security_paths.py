@@ -19,6 +19,7 @@ import json
 import os
 import stat
 import subprocess
+import sysconfig
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +35,7 @@ from tests.reliability import record
 
 SUITE = "security"
 ROOT = Path(__file__).resolve().parents[2]
-HOOK = ROOT / ".venv" / "bin" / "cri-net-cni"
+HOOK = Path(sysconfig.get_path("scripts")) / "cri-net-cni"  # the running interpreter's entry point
 DECOY_IP = "10.66.6.6/32"
 TRAVERSAL = ["/", "..", "../", "\0", " ", "\t", "\n", "-", ".", "decoy", "canary", "evil", "a", "eth0", "results",
              "cache", "~", "*"]

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from cri_net.libcni.cache import CacheRecord, ResultCache
-from test_server_rpc import cni_calls, env, pod, result_100, rpc_error, write_record  # noqa: F401 - fixture
+from integration.test_server_rpc import cni_calls, env, pod, result_100, rpc_error, write_record  # noqa: F401 - fixture
 
 
 @pytest.mark.parametrize("damage", ["truncated", "newer-state", "id-not-file-name", "not-json"])
