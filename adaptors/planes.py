@@ -8,7 +8,7 @@ from typing import Any
 
 from cri_net import libcni
 from cri_net.libcni import CNIError, NetworkConfigList
-from cri_net.network import annotations
+from cri_net.network.capabilities import CAP_BANDWIDTH, CAP_PORT_MAPPINGS
 from cri_net.network.errors import AttachError, InvalidRequestError
 from cri_net.network.models import NetworkApiConf
 from cri_net.operator import CNIOperator, PlaneRef
@@ -96,14 +96,14 @@ def merge_direct_caps(direct: dict[str, Any], caps: dict[str, Any]) -> dict[str,
     (the direct value wins per direction), anything else set directly replaces."""
     merged = dict(caps)
     for key, value in direct.items():
-        if key == annotations.CAP_PORT_MAPPINGS:
+        if key == CAP_PORT_MAPPINGS:
             seen = {(m.get("hostPort"), m.get("protocol", "tcp"), m.get("hostIP", "")) for m in caps.get(key, [])}
             for m in value:
                 if (m.get("hostPort"), m.get("protocol", "tcp"), m.get("hostIP", "")) in seen:
                     raise InvalidRequestError(key, f"host port {m.get('hostPort')}/{m.get('protocol', 'tcp')} "
                                                    "is mapped twice")
             merged[key] = list(value) + list(caps.get(key, []))
-        elif key == annotations.CAP_BANDWIDTH and isinstance(value, dict):
+        elif key == CAP_BANDWIDTH and isinstance(value, dict):
             merged[key] = {**caps.get(key, {}), **value}
         else:
             merged[key] = value

@@ -31,7 +31,7 @@ import grpc
 
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from cri_net.server.sandbox import sandbox_id
 from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import Audit, UniqueNet, bridge_ports, ifb_name
@@ -49,6 +49,7 @@ SEED = int(os.environ.get("CRI_NET_FAULT_SEED", "20240611"))
 # nothing attached yet.
 _GATED_LOOPBACK_SRC = r'''
 import os, subprocess, sys, time
+from tests.polling import wait_for_path as wait_for
 GATE = {gate!r}
 REAL = {real!r}
 cmd = os.environ.get("CNI_COMMAND", "")
@@ -170,13 +171,6 @@ class Call:
         self.thread.join(self.timeout + 10)
         assert not self.thread.is_alive(), f"{self.method} did not return within {self.timeout + 10}s"
         return self.outcome[0]
-
-
-def wait_for(path: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------------- kill

@@ -18,7 +18,6 @@ import secrets
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ FAULT_PLUGIN = "crinet-t-fault"
 # of the result), stderr, exit, signal (kill itself after printing). Every run is logged.
 _FAULT_PLUGIN_SRC = r'''
 import fcntl, json, os, sys, time
+from tests.polling import wait_for
 cmd = os.environ.get("CNI_COMMAND", "")
 raw = sys.stdin.read()
 try:
@@ -222,17 +222,6 @@ def masq_lines(net_name: str, sid: str) -> list[IptablesLine]:
     chain = ("CNI-" + hashlib.sha512((net_name + sid).encode()).hexdigest())[:28]
     return [ln for ln in iptables_save("ipv4", "nat")
             if ln.chain == chain or ln.target == chain or f'id: \\"{sid}\\"' in ln.line]
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def pid_gone(pid: int) -> bool:

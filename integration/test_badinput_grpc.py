@@ -27,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from cri_net.server.sandbox import sandbox_id
 from integration.hostaudit import Audit
 from integration.serve_fixture import CRIServer, cri_server, cri_server_factory  # noqa: F401 - fixtures

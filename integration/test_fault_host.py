@@ -23,7 +23,7 @@ import grpc
 import pytest
 
 from cri_net.fsutil import is_temp
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from integration.faultkit_b import (
     audit_of,
     bridge_ports,

@@ -29,7 +29,7 @@ import pytest
 
 from cri_net import config
 from cri_net.network import AttachError, NetworkApiConf, NetworkApiResult, NetworkModule
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from integration import hostaudit
 from integration.hostaudit import CNI_PLUGIN_DIR
 from integration.hostaudit import Audit, UniqueNet, bridge_ports

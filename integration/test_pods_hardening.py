@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from integration.hostaudit import Audit, UniqueNet, bridge_ports
 from integration.serve_fixture import (  # noqa: F401 - fixtures
     CONF_FILE,

@@ -29,7 +29,7 @@ import pytest
 
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from cri_net.server.sandbox import sandbox_id
 from integration.hostaudit import Audit, UniqueNet, bridge_ports
 from integration.serve_fixture import (  # noqa: F401 - fixtures
@@ -39,6 +39,7 @@ from integration.serve_fixture import (  # noqa: F401 - fixtures
     nsfs_mounts_under,
 )
 from integration.tcpprobe import tcp_listener, tcp_ping_from
+from tests.polling import wait_for_path as wait_for
 
 # ------------------------------------------------------------------------- helpers
 
@@ -353,13 +354,6 @@ class RunpInThread:
         self.thread.join(30)
         assert not self.thread.is_alive(), "RunPodSandbox did not return"
         return self.outcome[0]
-
-
-def wait_for(path: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 def _interrupted_runp(srv: CRIServer, cfg: dict[str, Any], delay: float, after: Path | None = None) -> None:

@@ -33,6 +33,7 @@ from cri_net.server.sandbox import sandbox_id
 from cri_net.server.server import ServeError, Server, claim_socket, socket_path
 from cri_net.server.service import SERVED, UNIMPLEMENTED_MSG
 from cri_net.server.store import SandboxMetadata, SandboxRecord
+from tests.polling import wait_for
 
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -45,17 +46,6 @@ def mounts_under(root: Path) -> list[str]:
     prefix = str(root).rstrip("/") + "/"
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
         return [line.split()[4] for line in fh if line.split()[4].startswith(prefix)]
-
-
-def wait_for(pred, timeout: float = DEADLINE, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Env:

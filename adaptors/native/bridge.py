@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from cri_net.network.annotations import special_purpose
+from cri_net.network.capabilities import special_purpose
 from cri_net.network.errors import InvalidRequestError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Protocol
 
 from ..config import Settings
-from . import annotations
+from .capabilities import AnnotationError
 from .errors import AdaptorNotFoundError, InvalidRequestError
 from .models import Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo, NetworkState
 
@@ -47,6 +47,9 @@ class Adaptor(Protocol):
     def exist(self, name: str) -> bool: ...
     def close(self) -> None: ...
 
+
+#: Where the seed's insert_* parse their values: the CRI adaptor owns the annotation formats.
+CAPABILITY_VALUES = "adaptors.cri.annotations"
 
 ADAPTORS: dict[str, str] = {
     "cri": "adaptors.cri:CRIAdaptor",
@@ -130,22 +133,26 @@ class NetworkModule:
     @staticmethod
     def insert_portmapping(value: str, conf: NetworkApiConf) -> NetworkApiConf:
         """Add port mappings: JSON list of {hostPort, containerPort, protocol, hostIP}."""
-        return _with_caps(conf, lambda caps: annotations.insert_portmapping(value, caps))
+        return _with_caps(conf, lambda caps: _values().insert_portmapping(value, caps))
 
     @staticmethod
     def insert_bandwidth(value: str, conf: NetworkApiConf, direction: str = "ingress") -> NetworkApiConf:
         """Set one direction's rate: a Kubernetes quantity in bits/s ("10M", "1Mi")."""
-        return _with_caps(conf, lambda caps: annotations.insert_bandwidth(value, caps, direction))  # type: ignore[arg-type]
+        return _with_caps(conf, lambda caps: _values().insert_bandwidth(value, caps, direction))  # type: ignore[arg-type]
 
     @staticmethod
     def insert_iprange(value: str, conf: NetworkApiConf) -> NetworkApiConf:
         """Add IP range sets: JSON [[{subnet, rangeStart, rangeEnd, gateway}]]."""
-        return _with_caps(conf, lambda caps: annotations.insert_iprange(value, caps))
+        return _with_caps(conf, lambda caps: _values().insert_iprange(value, caps))
+
+
+def _values() -> Any:
+    return importlib.import_module(CAPABILITY_VALUES)
 
 
 def _with_caps(conf: NetworkApiConf, change: Callable[[dict[str, Any]], dict[str, Any]]) -> NetworkApiConf:
     try:
         caps = change(dict(conf.capabilities))
-    except annotations.AnnotationError as exc:
+    except AnnotationError as exc:
         raise InvalidRequestError(exc.key, exc.reason) from None
     return conf.model_copy(update={"capabilities": caps})

@@ -66,7 +66,7 @@ def _lower_keys(value: Any) -> Any:
 
 
 def _runtime_config(conf: dict[str, Any]) -> dict[str, Any]:
-    from ..network.annotations import CAP_POD_ANNOTATIONS as CAP_ANNOTATIONS
+    from ..network.capabilities import CAP_POD_ANNOTATIONS as CAP_ANNOTATIONS
 
     rc = conf.get("runtimeConfig") or {}
     if not isinstance(rc, dict):
@@ -165,7 +165,7 @@ class Invocation:
 
         if not self.container_id:
             raise PluginFailure(UNKNOWN_CONTAINER, "CNI_CONTAINERID is not set")
-        from ..network import annotations as ann
+        from ..network import capabilities as ann
 
         rc = _runtime_config(self.conf)
         mappings = [{"host_port": m.get("hostPort", 0), "container_port": m.get("containerPort", 0),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..network.annotations import MAX_IDENTITY_LEN
+from ..network.capabilities import MAX_IDENTITY_LEN
 from ..network.errors import InvalidRequestError
 
 #: Kubernetes' TotalAnnotationSizeLimitB, here for labels and annotations together.

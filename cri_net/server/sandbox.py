@@ -32,6 +32,7 @@ from ..keyed_locks import KeyedLocks
 from ..log import kv
 from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
+from ..network import capabilities
 from ..network.models import Attachment
 from ..network.results import split_ips
 from . import limits, netns
@@ -141,16 +142,17 @@ class SandboxManager:
 
     def update_pod_cidr(self, cidr: str) -> None:
         """UpdateRuntimeConfig: the default ipRanges of pods created from now on."""
-        from ..network import annotations
-
-        if cidr:
+        key = "runtime_config.network_config.pod_cidr"
+        for i, text in enumerate(filter(None, (c.strip() for c in cidr.split(",")))):
             try:
-                for [r] in annotations.parse_ip_ranges({}, cidr) or []:
-                    why = annotations.special_purpose(ipaddress.ip_network(r.subnet, strict=False))
-                    if why is not None:
-                        raise annotations.AnnotationError("pod_cidr", f"{r.subnet} {why}: never a pod range")
-            except annotations.AnnotationError as exc:
-                raise InvalidRequestError("runtime_config.network_config.pod_cidr", exc.reason) from None
+                if "/" not in text or "%" in text:
+                    raise ValueError("expected address/prefix-length")
+                net = ipaddress.ip_network(text, strict=False)
+            except ValueError as exc:
+                raise InvalidRequestError(key, f"entry {i} {text!r} is not a CIDR: {exc}") from None
+            why = capabilities.special_purpose(net)
+            if why is not None:
+                raise InvalidRequestError(key, f"{net} {why}: never a pod range")
         atomic_write(self._runtime_file, json.dumps({"pod_cidr": cidr}).encode(), 0o600, 0o700)
         self.pod_cidr = cidr or None
         kv(log, logging.INFO, "pod CIDR updated", pod_cidr=cidr)
@@ -158,14 +160,12 @@ class SandboxManager:
     # ---- lifecycle ---------------------------------------------------------------------
     def _validate_identity(self, req: PodRequest) -> None:
         """The same checks for every network mode (host-network pods used to skip them)."""
-        from ..network import annotations
-
         for key in ("name", "namespace", "uid"):
             if not getattr(req, key):
                 raise InvalidRequestError(f"config.metadata.{key}", "required")
         try:
-            annotations.validate_pod_identity(req.namespace, req.name, req.uid)
-        except annotations.AnnotationError as exc:
+            capabilities.validate_pod_identity(req.namespace, req.name, req.uid)
+        except capabilities.AnnotationError as exc:
             raise InvalidRequestError(f"config.{exc.key}", exc.reason) from None
         limits.check_pod_metadata(req.labels, req.annotations, req.runtime_handler)
 

@@ -1,4 +1,4 @@
-"""Pod annotations and CRI inputs -> CNI capability args / CNI_ARGS (cri_net.network.annotations).
+"""Pod annotations and CRI inputs -> CNI capability args / CNI_ARGS (adaptors/cri/annotations.py and the parsers beside it).
 
 Table-driven valid and invalid forms of every input (each invalid one must name the right key),
 plus hypothesis properties: for any value of an annotation the parsers return a valid result
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cri_net.network import annotations as ann
-from cri_net.network.annotations import (
+from adaptors.cri import annotations as ann
+from adaptors.cri.annotations import (
     AnnotationError,
     Bandwidth,
     DNSConfig,

@@ -1,6 +1,6 @@
 """Bad-input suite (issue 6): generated pod annotations and CRI fields against annotations.py.
 
-The contract under test (cri_net/network/annotations.py docstring): every input either gives a
+The contract under test (adaptors/cri/annotations.py docstring): every input either gives a
 well-formed capability / CNI_ARGS list, or raises `AnnotationError` whose `key` names the
 offending annotation or CRI field path; never another exception type. Through the CRI
 adaptor's `plan` (what RunPodSandbox and cri-net-cni call before attaching anything) the
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from adaptors.cri import CRIAdaptor
 from badinput_strategies import host_ips, json_values, nasty_text, ports, props, protocols_json, raw_json_text
 from cri_net.config import Settings
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from cri_net.network.errors import InvalidRequestError, NetworkNotReadyError
 from cri_net.network.models import NetworkApiConf
 from tests.reliability import record
@@ -228,7 +228,7 @@ def test_extra_networks_accept_or_name_the_key(value: str, default_if: str) -> N
         return
     seen = set()
     for net in nets:
-        assert ann._NETWORK_NAME_RE.fullmatch(net.name), net
+        assert ann.NETWORK_NAME_RE.fullmatch(net.name), net
         name = net.interface
         assert 0 < len(name.encode()) <= 15 and name not in (".", "..", "lo", default_if) and name not in seen, net
         assert not any(c in "/:\0" or c.isspace() for c in name), net

@@ -75,7 +75,8 @@ class Hook:
 
     def conf(self) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "cri-net", "type": "cri-net", "confDir": str(self.conf_dir),
-                "cacheDir": str(self.cache_dir), "binDirs": [str(self.bin)], "timeout": 20}
+                "cacheDir": str(self.cache_dir), "binDirs": [str(self.bin)], "timeout": 20,
+                "daemonSocket": ""}  # in this process: a serve on the default socket must not get these
 
     def env(self, command: str | None, **cni: str) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_CONTAINERID": "sb1",

@@ -16,13 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adaptors import host_ports, ip_ranges
+from adaptors.cri import host_ports, ip_ranges
 from adaptors.native import bridge
 from badinput_strategies import (ORDINARY_BLOCKS, SPECIAL_BLOCKS, identities, identity_pairs, props, subnets_in,
                                  wire_mappings)
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from cri_net.libcni import conf_list_from_file
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from cri_net.network.errors import InvalidRequestError, NetworkApiError
 from cri_net.server import limits
 from cri_net.server.sandbox import legacy_sandbox_id, sandbox_id

@@ -20,7 +20,7 @@ from cri_net.network import (AdaptorNotFoundError, InvalidRequestError, NetworkA
                              NetworkCreateRequest, NetworkModule, NetworkNotReadyError)
 from cri_net.libcni import parse_result
 from cri_net.network import NetworkApiResult
-from cri_net.network.annotations import BANDWIDTH_BURST
+from adaptors.cri.annotations import BANDWIDTH_BURST
 from adaptors.shared import plane_result
 from cri_net.network.results import split_ips
 

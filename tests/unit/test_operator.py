@@ -12,13 +12,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from cri_net.libcni import CNIError, ErrorCode, PluginError
 from cri_net.operator import (LOOPBACK_CONFLIST, MAX_CONF_FILE_SIZE, MAX_CONF_FILES, CNIOperator, ConfDirWatcher,
                               NetworkSet, PlaneRef, load_networks)
+from tests.polling import eventually as wait_for
 
 # ---- helpers -------------------------------------------------------------------------------
 
@@ -41,15 +42,6 @@ def write(conf_dir: Path, filename: str, text: str | bytes) -> Path:
 
 def reasons(ns: NetworkSet) -> dict[str, str]:
     return {os.path.basename(s.path): s.reason for s in ns.skipped}
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 @pytest.fixture

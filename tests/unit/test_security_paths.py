@@ -215,7 +215,8 @@ def test_hook_refuses_traversing_plugin_type_from_its_conf_dir(box: Box) -> None
     (conf_dir / "10-net.conflist").write_bytes(conflist("net", "../canary/evil"))
     box.baseline = box.files()
     stdin = json.dumps({"cniVersion": "1.0.0", "name": "cri-net", "type": "cri-net", "confDir": str(conf_dir),
-                        "cacheDir": str(box.fake.cache_dir), "binDirs": [str(box.fake.bin)]}).encode()
+                        "cacheDir": str(box.fake.cache_dir), "binDirs": [str(box.fake.bin)],
+                        "daemonSocket": ""}).encode()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "sb1",
            "CNI_NETNS": str(box.root / "ns"), "CNI_IFNAME": "eth0", "CNI_ARGS": "K8S_POD_NAME=p",
            "CNI_PATH": str(box.fake.bin), "FAKECNI_DIR": str(box.fake.state)}

@@ -16,24 +16,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
 
 from cri_net import libcni
 from cri_net.config import Settings
 from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
-from cri_net.nsfs import live_netns
-from cri_net.network import annotations
 from cri_net.network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
-                                     NetworkNotReadyError, NetworkStatusError)
-from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
-                                     NetworkState)
+                                    NetworkNotReadyError, NetworkStatusError)
+from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest,
+                                    NetworkInfo, NetworkState)
+from cri_net.nsfs import live_netns
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.primary import find_primary
 
-from . import NATIVE_FILE_PREFIX, default_network, host_ports, ip_ranges, leases, shared, status
-from .listing import filter_infos, network_info
-from .planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
+from .. import NATIVE_FILE_PREFIX, leases, shared, status
+from ..listing import filter_infos, network_info
+from ..planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
+from . import annotations, default_network, host_ports, ip_ranges
 
 log = logging.getLogger("cri_net.adaptors.cri")
 

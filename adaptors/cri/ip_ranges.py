@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from cri_net.libcni import NetworkConfigList
-from cri_net.network import annotations
 from cri_net.network.errors import NetworkApiError
+
+from . import annotations
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
