@@ -331,3 +331,16 @@ def test_e2e_says_there_is_no_docker_engine(tmp_path: Path) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "no Docker engine answers" in proc.stderr and "nothing was done" in proc.stderr, proc.stderr
     assert not calls.exists(), f"kind ran before the engine check: {calls.read_text()}"
+
+
+def test_every_deploy_path_named_in_code_and_scripts_exists() -> None:
+    """The image, the init step and the harnesses name manifests by path; a renamed manifest
+    must not leave them pointing at nothing (the image, the init step and the image builder
+    all named one that never existed)."""
+    sources = [ROOT / "Dockerfile", *(ROOT / "cri_net").rglob("*.py"), *(ROOT / "integration").rglob("*.py"),
+               *(ROOT / "scripts").iterdir(), *KIND.iterdir()]
+    named = {(src.relative_to(ROOT), ref) for src in sources if src.is_file()
+             for ref in re.findall(r"\bdeploy/[\w.-]*[\w]", src.read_text(errors="replace"))}
+    assert named, "no deploy/ paths found: the scan is broken"
+    missing = sorted(f"{src}: {ref}" for src, ref in named if not (ROOT / ref).exists())
+    assert missing == [], missing
