@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cri_net.libcni import conf_list_from_bytes
 from cri_net.operator.loader import load_networks
+from cri_net.operator.watcher import dir_signature
 from integration.containerd.harness import HarnessError, ensure_packages
 from integration.image import IMAGE_NAME
 
@@ -112,6 +113,24 @@ def kubelet_configmap_volume(dest: Path, data: dict[str, str], stamp: str = "..2
     (dest / "..data").symlink_to(stamp)
     for key in data:
         (dest / key).symlink_to(f"..data/{key}")
+
+
+def kubelet_configmap_update(dest: Path, data: dict[str, str], stamp: str) -> None:
+    """kubelet's update of a ConfigMap volume: a new timestamped dir, `..data` swapped to it by
+    rename, links for new keys added and for dropped keys removed, the old dir deleted."""
+    old = os.readlink(dest / "..data")
+    (dest / stamp).mkdir()
+    for key, value in data.items():
+        (dest / stamp / key).write_text(value)
+    (dest / "..data_tmp").symlink_to(stamp)
+    os.rename(dest / "..data_tmp", dest / "..data")
+    for key in data:
+        if not (dest / key).is_symlink():
+            (dest / key).symlink_to(f"..data/{key}")
+    for entry in dest.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in data:
+            entry.unlink()
+    shutil.rmtree(dest / old)
 
 
 def storage_subnet(conflist: dict[str, Any]) -> ipaddress.IPv4Network:
@@ -273,6 +292,16 @@ def test_generated_configmaps_load_whole_through_kubelets_layout(tmp_path_factor
     found = load_networks(str(dest))
     assert found.skipped == (), [f"{s.path}: {s.reason}" for s in found.skipped]
     assert sorted(n.name for n in found.networks) == sorted(names)
+    # kubelet updates the ConfigMap (first network dropped, one added): serve's conf dir
+    # watcher must see a change, and the reload must give the new set
+    before = dir_signature(str(dest))
+    update = dict(list(data.items())[1:])
+    update["99-added.conflist"] = json.dumps({"cniVersion": "1.0.0", "name": "x_added", "plugins": [
+        {"type": "bridge", "bridge": "cmadd", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.252.0.0/24"}]]}}]})
+    kubelet_configmap_update(dest, update, stamp + "1")
+    assert dir_signature(str(dest)) != before, "a ConfigMap update is invisible to the conf dir watcher"
+    found = load_networks(str(dest))
+    assert found.skipped == () and sorted(n.name for n in found.networks) == sorted(names[1:] + ["x_added"])
 
 
 # ---------------------------------------------------------------------------- the script
