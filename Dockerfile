@@ -1,4 +1,4 @@
-# cri-net's node image: one image for every node, run by deploy/daemonset.yaml.
+# cri-net's node image: one image for every node, run by deploy/cri-net.yaml.
 #
 #   docker build -t cri-net:dev .                       (or: buildah bud -t cri-net:dev .)
 #

@@ -1,4 +1,4 @@
-"""The DaemonSet's init container: put cri-net's hook on the node (deploy/daemonset.yaml).
+"""The DaemonSet's init container: put cri-net's hook on the node (deploy/cri-net.yaml).
 
     python -m cri_net.node_install --shim /opt/cri-net/shim/cri-net \\
         --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d [--delegate-conf-dir /etc/cni/net.d]

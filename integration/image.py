@@ -40,7 +40,7 @@ from integration.containerd.harness import HarnessError, ensure_packages
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 CACHE_DIR = Path("/tmp/crinet-image-cache")
-#: The name the manifests use (deploy/daemonset.yaml) and the archive carries.
+#: The name the manifests use (deploy/cri-net.yaml) and the archive carries.
 IMAGE_NAME = "localhost/cri-net:dev"
 BASE_NAME = "docker.io/library/debian:bookworm-slim"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"

@@ -1,439 +1,375 @@
 """The kind harness (integration/kind/): everything of it that runs without a Docker engine.
 
-kind itself cannot run here, so ``integration/kind/e2e.sh`` is only documented.  What is
-checked for real:
+kind cannot run here (no Docker engine, no kind), so ``integration/kind/e2e.sh`` itself is
+only run as far as its loud refusal. What is checked for real:
 
-* the manifests (JSON documents in ``.yaml`` files: JSON is YAML, and no YAML parser is a
-  project dependency) parse, say what the harness needs (default CNI disabled, privileged
-  host-network installer, the pod's annotations) and reference files that exist;
-* the conflists shipped for the nodes parse with :mod:`cri_net.libcni`;
-* ``bash -n`` on the scripts, and their settings agree with the manifests;
-* ``node-setup.sh`` runs for real against temporary dirs (pip install from this source,
-  launcher, runtime conflist, cri-net's networks rendered on this test's subnets and
-  bridges), twice, the second run changing nothing; then the local containerd 1.6 of
-  :mod:`integration.containerd.harness`, given exactly the conflist and bin dir node-setup
-  wrote, runs a pod with an extra plane, a port mapping and a bandwidth annotation, and
-  removing the pod leaves the host as it was.
-
-pip installs from a local wheelhouse of cri-net's pinned dependencies
-(``/tmp/crinet-kind-cache``, filled from PyPI once per machine) rather than from the index
-on every run, which would take minutes here.
+* ``kind-config.yaml`` parses as YAML (Debian's PyYAML): 1 control plane + 2 workers, and
+  kindnet is not disabled (it stays the primary network);
+* the overlay is rendered exactly as ``e2e.sh`` renders it (``kubectl kustomize
+  --load-restrictor LoadRestrictionsNone integration/kind``, this host's kubectl) and the
+  result is ``deploy/cri-net.yaml`` plus the ConfigMap of extra networks mounted at serve's
+  ``/etc/cri-net/net.d``, and nothing else changed; names, namespace, labels, image, probe
+  port and conf dirs agree with what the script expects;
+* the ConfigMap's networks, laid out as kubelet lays out a ConfigMap volume (timestamped
+  dir, ``..data`` link, one link per key), load with cri-net's own loader, with nothing
+  skipped; the pods' annotations name them; generated ConfigMaps (hypothesis) load the same;
+* ``bash -n`` on the script; run with a PATH lacking docker/kind/kubectl it fails at once
+  naming what is missing, and with docker but no engine it says so, before running anything.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import ipaddress
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
-from cri_net.libcni import conf_list_from_file
-from integration.containerd.harness import ContainerdEnv, HarnessError, containerd_env
-from integration.hostaudit import Audit, UniqueNet
-from integration.test_containerd_e2e import (CONTAINER_PORT, HOST_CACHE, bridge_ports, free_port, ipv4_of,
-                                             lease_files, listener_in, pod_config, remove_pod, tcp_ping)
+from cri_net.libcni import conf_list_from_bytes
+from cri_net.operator.loader import load_networks
+from cri_net.operator.watcher import dir_signature
+from integration.containerd.harness import HarnessError, ensure_packages
+from integration.image import IMAGE_NAME
 
 KIND = Path(__file__).resolve().parent / "kind"
 ROOT = KIND.parent.parent
-NODE_SETUP = KIND / "node-setup.sh"
+DEPLOY = ROOT / "deploy" / "cri-net.yaml"
 E2E = KIND / "e2e.sh"
-CNI_DIR = "/usr/lib/cni"
-WHEEL_CACHE = Path("/tmp/crinet-kind-cache")
-RUNTIME_CAPABILITIES = {"io.kubernetes.cri.pod-annotations", "portMappings", "bandwidth", "ipRanges", "dns"}
 EXTRA_NETWORKS = "network.alpha.kubernetes.io/network"
+SYSTEM_PYTHON = "/usr/bin/python3"
+#: how e2e.sh renders deploy/ with this directory's overlay (it must say exactly this)
+RENDER = ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone"]
 
 
-def manifest(name: str) -> Any:
-    path = KIND / name
+def yaml_docs(text: str) -> list[Any]:
+    """Every document of a YAML stream, parsed by Debian's PyYAML (not a cri-net dependency)."""
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise AssertionError(f"{path} is not a JSON document (kept JSON so it needs no YAML parser): {exc}") from None
+        ensure_packages({"python3-yaml": "/usr/lib/python3/dist-packages/yaml/__init__.py"})
+    except HarnessError as exc:
+        pytest.fail(f"cannot install a YAML parser here: {exc}", pytrace=False)
+    proc = subprocess.run([SYSTEM_PYTHON, "-c", "import json, sys, yaml; "
+                           "json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)"],
+                          input=text, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"not valid YAML: {proc.stderr[-2000:]}"
+    return [d for d in json.loads(proc.stdout) if d is not None]
 
 
-def script_var(script: Path, name: str) -> str:
-    """The literal default of ``NAME=...`` / ``NAME=${NAME:-...}`` in a script."""
-    text = script.read_text()
-    m = re.search(rf"^(?:export )?{name}=(?:\$\{{{name}:-(?P<d>[^}}]*)\}}|(?P<v>\S+))", text, re.M)
-    assert m, f"{script.name} sets no {name}"
+def yaml_file(path: Path) -> Any:
+    [doc] = yaml_docs(path.read_text())
+    return doc
+
+
+def script_var(name: str) -> str:
+    """The literal value of ``NAME=...`` / ``NAME=${NAME:-...}`` in e2e.sh."""
+    m = re.search(rf"^{name}=(?:\$\{{{name}:-(?P<d>[^}}]*)\}}|(?P<v>\S+))", E2E.read_text(), re.M)
+    assert m, f"{E2E.name} sets no {name}"
     return m.group("d") if m.group("d") is not None else m.group("v")
 
 
-def copied_sources() -> list[str]:
-    """Repository paths the Dockerfile COPYs into the installer image's /src."""
-    sources = []
-    for line in (KIND / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            *srcs, dest = line.split()[1:]
-            assert dest.startswith("/src"), line
-            sources += srcs
-    return sources
+def script_array(name: str) -> list[str]:
+    m = re.search(rf"^{name}=\(([^)]*)\)", E2E.read_text(), re.M)
+    assert m, f"{E2E.name} sets no array {name}"
+    return m.group(1).split()
 
 
-# ------------------------------------------------------------- manifests and scripts
+def render() -> list[dict[str, Any]]:
+    """The manifests e2e.sh applies: deploy/ through the kind overlay, by the real kustomize."""
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is not installed: the overlay cannot be rendered (its kustomize is what "
+                    "e2e.sh uses)", pytrace=False)
+    proc = subprocess.run([*RENDER, str(KIND)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"kustomize failed: {proc.stderr[-3000:]}"
+    return yaml_docs(proc.stdout)
 
 
-def test_kind_config_disables_the_default_cni() -> None:
-    conf = manifest("kind-config.yaml")
+def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [o["kind"] for o in objects]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {o["kind"]: o for o in objects}
+
+
+def deploy_objects() -> dict[str, dict[str, Any]]:
+    return by_kind(json.loads(DEPLOY.read_text())["items"])
+
+
+def arg_value(args: list[str], flag: str) -> str:
+    assert flag in args, f"no {flag} in {args}"
+    return args[args.index(flag) + 1]
+
+
+def kubelet_configmap_volume(dest: Path, data: dict[str, str], stamp: str = "..2026_01_01_00_00_00.000000001") -> None:
+    """Lay out `data` as kubelet's atomic writer does: files in a timestamped dir, `..data`
+    pointing at it, and one symlink per key through `..data`."""
+    stamped = dest / stamp
+    stamped.mkdir(parents=True)
+    for key, value in data.items():
+        (stamped / key).write_text(value)
+    (dest / "..data").symlink_to(stamp)
+    for key in data:
+        (dest / key).symlink_to(f"..data/{key}")
+
+
+def kubelet_configmap_update(dest: Path, data: dict[str, str], stamp: str) -> None:
+    """kubelet's update of a ConfigMap volume: a new timestamped dir, `..data` swapped to it by
+    rename, links for new keys added and for dropped keys removed, the old dir deleted."""
+    old = os.readlink(dest / "..data")
+    (dest / stamp).mkdir()
+    for key, value in data.items():
+        (dest / stamp / key).write_text(value)
+    (dest / "..data_tmp").symlink_to(stamp)
+    os.rename(dest / "..data_tmp", dest / "..data")
+    for key in data:
+        if not (dest / key).is_symlink():
+            (dest / key).symlink_to(f"..data/{key}")
+    for entry in dest.iterdir():
+        if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in data:
+            entry.unlink()
+    shutil.rmtree(dest / old)
+
+
+def storage_subnet(conflist: dict[str, Any]) -> ipaddress.IPv4Network:
+    [[rng]] = conflist["plugins"][0]["ipam"]["ranges"]
+    return ipaddress.ip_network(rng["subnet"])  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------- the kind cluster
+
+
+def test_kind_config_has_one_control_plane_two_workers_and_keeps_kindnet() -> None:
+    conf = yaml_file(KIND / "kind-config.yaml")
     assert conf["kind"] == "Cluster" and conf["apiVersion"] == "kind.x-k8s.io/v1alpha4"
-    assert conf["networking"]["disableDefaultCNI"] is True
-    pod_subnet = ipaddress.ip_network(conf["networking"]["podSubnet"])
-    template = conf_list_from_file(str(KIND / "net.d" / "10-pods.conflist"))
-    placeholder = json.loads(template.raw)["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
-    assert ipaddress.ip_network(placeholder).subnet_of(pod_subnet)
-    assert [n["role"] for n in conf["nodes"]] == ["control-plane"]
+    assert sorted(n["role"] for n in conf["nodes"]) == ["control-plane", "worker", "worker"]
+    networking = conf.get("networking", {})
+    assert networking.get("disableDefaultCNI", False) is False, "kindnet must stay the primary network"
+    pods = ipaddress.ip_network(networking.get("podSubnet", "10.244.0.0/16"))
+    services = ipaddress.ip_network(networking.get("serviceSubnet", "10.96.0.0/16"))
+    storage = ipaddress.ip_network(script_var("STORAGE_CIDR"))
+    assert not storage.overlaps(pods) and not storage.overlaps(services), (storage, pods, services)
 
 
-def test_daemonset_installs_with_node_setup_from_the_image() -> None:
-    ds = manifest("daemonset.yaml")
-    assert ds["kind"] == "DaemonSet" and ds["apiVersion"] == "apps/v1"
-    assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
-    spec = ds["spec"]["template"]["spec"]
-    # Before cri-net is installed the node has no pod network and is tainted not-ready.
-    assert spec["hostNetwork"] is True and spec["hostPID"] is True
-    assert {"operator": "Exists"} in spec["tolerations"]
-    [init] = spec["initContainers"]
-    assert init["securityContext"]["privileged"] is True
-    image = script_var(E2E, "IMAGE")
-    assert {c["image"] for c in spec["initContainers"] + spec["containers"]} == {image}
-    assert all(c["imagePullPolicy"] == "Never" for c in spec["initContainers"] + spec["containers"])  # kind load
-
-    # The init container copies the image's /src to the node's /opt/cri-net/src (hostPath) and
-    # runs node-setup.sh from there inside the node's mount namespace.
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    [mount] = init["volumeMounts"]
-    assert volumes[mount["name"]]["hostPath"]["path"] == "/opt/cri-net"
-    command = " ".join(init["command"])
-    host_src = "/opt/cri-net/src"
-    assert f"cp -a /src {mount['mountPath']}/src.new" in command
-    assert re.search(r"nsenter --target 1 --mount\b.* -- bash " + re.escape(host_src), command), command
-    referenced = re.findall(re.escape(host_src) + r"/(\S+)", command)
-    assert referenced == ["integration/kind/node-setup.sh"]
-    for rel in referenced:
-        assert (ROOT / rel).is_file(), rel
-        assert any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in copied_sources()), \
-            f"the Dockerfile does not copy {rel} into the image"
-    # The main container runs cri-net serve on the node (the plugin hands its calls to it),
-    # from the venv node-setup.sh points `current` at, with the networks it wrote.
-    [serve] = spec["containers"]
-    assert serve["securityContext"]["privileged"] is True
-    argv = serve["command"]
-    assert argv[:2] == ["nsenter", "--target"] and "--net" in argv and "--mount" in argv
-    assert argv[argv.index("--") + 1:argv.index("--") + 3] == ["/opt/cri-net/current/bin/cri-net", "serve"]
-    assert argv[argv.index("--conf-dir") + 1] == script_var(NODE_SETUP, "CRI_NET_CONF_DIR")
-    env = {e["name"]: e for e in init["env"]}
-    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-    assert env["CRI_NET_STORAGE_CIDR"]["value"] == script_var(E2E, "STORAGE_CIDR")
+# -------------------------------------------------------------------- deploy/ + the overlay
 
 
-def test_dockerfile_copies_files_that_exist() -> None:
-    sources = copied_sources()
-    assert {"pyproject.toml", "README.md", "cri_net", "adaptors", "integration/kind"} <= set(sources)
-    for src in sources:
-        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+def test_overlay_is_deploy_plus_the_networks_configmap() -> None:
+    rendered = by_kind(render())
+    deploy = deploy_objects()
+    assert set(rendered) == {"Namespace", "ConfigMap", "DaemonSet"}
+    assert rendered["Namespace"] == deploy["Namespace"]
+    ds, cm = rendered["DaemonSet"], rendered["ConfigMap"]
+    namespace, name = script_var("NAMESPACE"), script_var("DAEMONSET")
+    assert deploy["Namespace"]["metadata"]["name"] == namespace
+    assert (ds["metadata"]["namespace"], ds["metadata"]["name"]) == (namespace, name)
+    assert cm["metadata"]["namespace"] == namespace
+
+    pod = ds["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    added = [v for v in pod["volumes"] if "configMap" in v]
+    assert [v["configMap"]["name"] for v in added] == [cm["metadata"]["name"]]
+    [serve] = [c for c in pod["containers"] if c["name"] == "serve"]
+    [mount] = [m for m in serve["volumeMounts"] if m["name"] == added[0]["name"]]
+    [init] = pod["initContainers"]
+    # serve reads the ConfigMap where the runtime-side conflist (written by init) says cri-net's networks are
+    assert mount["mountPath"] == arg_value(init["args"], "--crinet-conf-dir") and mount.get("readOnly") is True
+    host_etc = [m for m in serve["volumeMounts"] if mount["mountPath"].startswith(m["mountPath"] + "/")]
+    assert [volumes[m["name"]]["hostPath"]["path"] for m in host_etc] == ["/etc/cri-net"], host_etc
+    # delegate mode: the runtime's conf dir (where kindnet's conflist is) is the one delegated to
+    conf_mount = {m["mountPath"]: m for m in init["volumeMounts"]}
+    assert arg_value(init["args"], "--delegate-conf-dir") == arg_value(init["args"], "--conf-dir")
+    assert arg_value(init["args"], "--conf-dir") in conf_mount
+    assert script_var("RUNTIME_CONFLIST").startswith(arg_value(init["args"], "--conf-dir") + "/")
+
+    # nothing else changed: drop what the overlay adds and deploy/'s DaemonSet is left
+    stripped = json.loads(json.dumps(ds))
+    spec = stripped["spec"]["template"]["spec"]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != added[0]["name"]]
+    for c in spec["containers"]:
+        c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != added[0]["name"]]
+    original = deploy["DaemonSet"]
+    assert stripped == original, "the kind overlay changes more than the networks ConfigMap mount"
+
+    # what e2e.sh expects of it
+    images = {c["image"] for c in pod["initContainers"] + pod["containers"]}
+    assert images == {script_var("IMAGE")} == {IMAGE_NAME}
+    assert all(c["imagePullPolicy"] != "Always" for c in pod["initContainers"] + pod["containers"]), \
+        "kind load: the image is on the nodes, never in a registry"
+    ports = {c[p]["httpGet"]["port"] for c in pod["containers"] for p in ("livenessProbe", "readinessProbe")}
+    assert ports == {int(script_var("HEALTH_PORT"))}
+    assert arg_value(serve["args"], "--metrics-listen").endswith(f":{script_var('HEALTH_PORT')}")
+    labels = pod_labels = ds["spec"]["template"]["metadata"]["labels"]
+    assert ds["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert cm["metadata"]["labels"].items() <= labels.items()
+    assert {"operator": "Exists"} in pod["tolerations"], "cri-net must run on the tainted control plane too"
 
 
-def test_e2e_pod_has_the_annotations_and_the_script_its_names() -> None:
-    pod = manifest("e2e-pod.yaml")
-    assert pod["kind"] == "Pod" and pod["metadata"]["name"] == script_var(E2E, "POD")
-    ann = pod["metadata"]["annotations"]
-    storage = json.loads((KIND / "net.d" / "20-storage.conflist").read_text())["name"]
-    assert json.loads(ann[EXTRA_NETWORKS]) == [{"name": storage, "interface": "net1"}]
-    assert storage == script_var(E2E, "STORAGE_NETWORK") == script_var(NODE_SETUP, "CRI_NET_STORAGE_NETWORK")
-    assert ann["kubernetes.io/ingress-bandwidth"] == "10M" and ann["kubernetes.io/egress-bandwidth"] == "5M"
-    e2e = E2E.read_text()
-    assert "rate 10Mbit" in e2e and "rate 5Mbit" in e2e
-    [container] = pod["spec"]["containers"]
-    assert container["image"] == script_var(E2E, "POD_IMAGE")
-    [port] = container["ports"]
-    assert str(port["hostPort"]) == script_var(E2E, "HOST_PORT")
-    assert f"-p {port['containerPort']}" in " ".join(container["command"])
-    pods = json.loads((KIND / "net.d" / "10-pods.conflist").read_text())["name"]
-    assert pods == script_var(E2E, "POD_NETWORK") == script_var(NODE_SETUP, "CRI_NET_POD_NETWORK")
-    # Every file of the harness the script names exists.
-    named = set(re.findall(r"\$HERE/(\w[\w.-]*)", e2e))
-    assert {"Dockerfile", "kind-config.yaml", "daemonset.yaml", "e2e-pod.yaml"} <= named
-    for name in named:
-        assert (KIND / name).is_file(), f"e2e.sh uses $HERE/{name}, which does not exist"
+def test_the_script_renders_and_applies_what_this_test_renders() -> None:
+    text = E2E.read_text()
+    assert re.search(r'^kubectl kustomize --load-restrictor LoadRestrictionsNone "\$HERE" >"\$WORK/cri-net.yaml"$',
+                     text, re.M), "e2e.sh must render the overlay as this test does"
+    assert re.search(r'^k apply -f "\$WORK/cri-net.yaml"$', text, re.M)
+    assert re.search(r'^kind create cluster --name "\$CLUSTER" --config "\$HERE/kind-config.yaml"', text, re.M)
+    assert re.search(r'^kind load docker-image --name "\$CLUSTER" "\$IMAGE" "\$POD_IMAGE"$', text, re.M)
+    assert re.search(r'^docker build -t "\$IMAGE" "\$ROOT"$', text, re.M) and (ROOT / "Dockerfile").is_file()
+    kustomization = yaml_file(KIND / "kustomization.yaml")
+    for rel in kustomization["resources"] + [p["path"] for p in kustomization["patches"]]:
+        assert (KIND / rel).resolve().is_file(), rel
+    for rel in re.findall(r'"\$HERE/([^"]+)"', text):
+        assert (KIND / rel).exists(), f"e2e.sh uses $HERE/{rel}, which does not exist"
+    # the old nsenter/apt/pip installer is gone: one way to install, deploy/
+    assert sorted(p.name for p in KIND.iterdir()) == sorted(
+        ["README.md", "e2e.sh", "e2e-pods.yaml", "kind-config.yaml", "kustomization.yaml", "networks.yaml",
+         "serve-networks-patch.yaml"])
 
 
-def test_node_conflists_parse_with_libcni() -> None:
-    nets = {p.name: conf_list_from_file(str(p)) for p in sorted((KIND / "net.d").glob("*.conflist"))}
-    assert set(nets) == {"10-pods.conflist", "20-storage.conflist"}
-    pods, storage = nets["10-pods.conflist"], nets["20-storage.conflist"]
-    assert pods.plugin_types == ["bridge", "portmap", "bandwidth"]
-    assert {"portMappings", "bandwidth"} <= pods.capabilities
-    assert storage.plugin_types == ["bridge"]
-    runtime = conf_list_from_file(str(KIND / "10-cri-net.conflist"))
-    assert runtime.name == "cri-net" and runtime.plugin_types == ["cri-net"]
-    [plugin] = json.loads(runtime.raw)["plugins"]
-    assert plugin["confDir"] == "/etc/cri-net/net.d" and plugin["defaultNetwork"] == pods.name
-    assert set(runtime.capabilities) == RUNTIME_CAPABILITIES
+# ------------------------------------------------------------------ the extra networks
 
 
-def test_scripts_parse() -> None:
-    for script in (NODE_SETUP, E2E):
-        proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-        assert proc.returncode == 0, f"bash -n {script.name}: {proc.stderr}"
-        assert os.access(script, os.X_OK), f"{script.name} is not executable"
+def configmap_networks() -> dict[str, str]:
+    cm = yaml_file(KIND / "networks.yaml")
+    assert cm["kind"] == "ConfigMap"
+    return dict(cm["data"])
 
 
-# ------------------------------------------------------------ node-setup.sh for real
+def test_configmap_networks_load_with_cri_nets_loader(tmp_path: Path) -> None:
+    data = configmap_networks()
+    for key, value in data.items():
+        conf_list_from_bytes(value.encode(), source=f"networks.yaml: data.{key}")
+    kubelet_configmap_volume(tmp_path, data)
+    found = load_networks(str(tmp_path))
+    assert found.skipped == (), [f"{s.path}: {s.reason}" for s in found.skipped]
+    names = {n.name for n in found.networks}
+    assert names == {script_var("STORAGE_NETWORK")}
+    [storage] = found.networks
+    assert storage_subnet(json.loads(storage.raw)) == ipaddress.ip_network(script_var("STORAGE_CIDR"))
 
 
-def _dependency_pins() -> list[str]:
-    """cri-net's runtime dependency closure at the versions this venv has, plus the
-    setuptools its build backend needs."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    pins: dict[str, str] = {}
-    todo = [str(r) for r in metadata.requires("cri-net") or []]
-    while todo:
-        req = Requirement(todo.pop())
-        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-            continue
-        name = canonicalize_name(req.name)
-        if name in pins:
-            continue
-        pins[name] = metadata.version(name)
-        todo += [str(r) for r in metadata.requires(name) or []]
-    try:
-        setuptools = f"setuptools=={metadata.version('setuptools')}"
-    except metadata.PackageNotFoundError:
-        setuptools = "setuptools>=68"
-    return sorted(f"{n}=={v}" for n, v in pins.items()) + [setuptools]
+def test_e2e_pods_ask_for_what_the_script_checks() -> None:
+    pods = yaml_file(KIND / "e2e-pods.yaml")["items"]
+    assert [p["metadata"]["name"] for p in pods] == script_array("PODS")
+    networks = {json.loads(v)["name"] for v in configmap_networks().values()}
+    key, value = script_var("POD_LABEL").split("=")
+    rate = script_var("INGRESS_RATE")
+    for pod in pods:
+        assert pod["metadata"]["labels"][key] == value
+        ann = pod["metadata"]["annotations"]
+        planes = json.loads(ann[EXTRA_NETWORKS])
+        assert {p["name"] for p in planes} <= networks and {p["interface"] for p in planes} == {"net1"}
+        assert ann["kubernetes.io/ingress-bandwidth"] + "bit" == rate
+        [anti] = pod["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert anti["topologyKey"] == "kubernetes.io/hostname" and anti["labelSelector"]["matchLabels"] == {key: value}
+        [web] = pod["spec"]["containers"]
+        assert web["image"] == script_var("POD_IMAGE")
+        [port] = web["ports"]
+        assert (port["containerPort"], port["hostPort"]) == (int(script_var("HTTP_PORT")), int(script_var("HOST_PORT")))
+        assert "httpd" in " ".join(web["command"]) and f"-p {port['containerPort']}" in " ".join(web["command"])
 
 
-def wheelhouse() -> Path:
-    """A dir of wheels for every dependency (downloaded once per machine, in parallel)."""
-    pins = _dependency_pins()
-    key = hashlib.sha256("\n".join([sys.version, *pins]).encode()).hexdigest()[:16]
-    target = WHEEL_CACHE / f"wheels-{key}"
-    if (target / ".complete").is_file():
-        return target
-    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(WHEEL_CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / ".complete").is_file():
-            return target
-        partial = WHEEL_CACHE / f"partial-{key}-{os.getpid()}"
-        partial.mkdir()
-        procs = [(pin, subprocess.Popen([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                                         "--only-binary=:all:", "--disable-pip-version-check", "-d", str(partial),
-                                         pin], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-                 for pin in pins]
-        failed = []
-        for pin, proc in procs:
-            _, err = proc.communicate(timeout=600)
-            if proc.returncode != 0:
-                failed.append(f"{pin}: {err.strip()[-500:]}")
-        if failed:
-            pytest.fail("cannot download the wheels node-setup.sh installs:\n  " + "\n  ".join(failed), pytrace=False)
-        (partial / ".complete").write_text("\n".join(pins) + "\n")
-        os.replace(partial, target)
-    return target
+NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)
 
 
-class NodeSetup:
-    """node-setup.sh pointed at temporary dirs, on two test networks."""
-
-    def __init__(self, tmp_path: Path, pods: UniqueNet, storage: UniqueNet) -> None:
-        self.pods, self.storage = pods, storage
-        # A snapshot of the source, as the DaemonSet copies it to the node: the checkout
-        # may change under a long test, and a changed source is (rightly) installed anew.
-        self.src = tmp_path / "src"
-        self.src.mkdir()
-        for item in ("pyproject.toml", "README.md", "constraints.txt", "cri_net", "adaptors"):
-            if (ROOT / item).is_dir():
-                shutil.copytree(ROOT / item, self.src / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                shutil.copy2(ROOT / item, self.src / item)
-        self.prefix = tmp_path / "opt-cri-net"
-        self.cni_bin = tmp_path / "opt-cni-bin"
-        self.cni_conf = tmp_path / "etc-cni-net.d"
-        self.conf_dir = tmp_path / "etc-cri-net" / "net.d"
-        self.cache_dir = tmp_path / "crinet-cache"
-        self.ipam_dir = tmp_path / "ipam"
-        for net in (pods, storage):
-            net.cache_dirs.add(self.cache_dir)
-            net.ipam_dirs.add(self.ipam_dir)
-        self.env = {
-            "CRI_NET_PREFIX": str(self.prefix), "CRI_NET_PYTHON": sys.executable, "CRI_NET_APT": "never",
-            "CNI_BIN_DIR": str(self.cni_bin), "CNI_CONF_DIR": str(self.cni_conf),
-            "CRI_NET_CONF_DIR": str(self.conf_dir), "CRI_NET_BIN_DIRS": CNI_DIR,
-            "CRI_NET_CACHE_DIR": str(self.cache_dir), "CRI_NET_IPAM_DIR": str(self.ipam_dir),
-            "CRI_NET_POD_CIDR": str(pods.subnet), "CRI_NET_POD_NETWORK": pods.name,
-            "CRI_NET_POD_BRIDGE": pods.bridge, "CRI_NET_STORAGE_NETWORK": storage.name,
-            "CRI_NET_STORAGE_CIDR": str(storage.subnet), "CRI_NET_STORAGE_BRIDGE": storage.bridge,
-        }
-
-    @property
-    def runtime_conflist(self) -> Path:
-        return self.cni_conf / "00-cri-net.conflist"
-
-    def run(self, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("CRI_NET_", "CNI_"))}
-        full.update(self.env, **env)
-        return subprocess.run(["bash", str(NODE_SETUP), str(self.src)], env=full, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def outputs(self) -> dict[str, bytes]:
-        return {str(p): p.read_bytes() for p in [self.cni_bin / "cri-net", self.runtime_conflist,
-                                                 self.conf_dir / "10-pods.conflist",
-                                                 self.conf_dir / "20-storage.conflist"]}
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(NAMES, min_size=1, max_size=6, unique=True),
+       stamp=st.from_regex(r"\.\.20[0-9]{2}_[0-9]{2}_[0-9]{2}_[0-9]{2}_[0-9]{2}_[0-9]{2}\.[0-9]{9}", fullmatch=True),
+       ext=st.sampled_from([".conflist", ".conf", ".json"]))
+def test_generated_configmaps_load_whole_through_kubelets_layout(tmp_path_factory: pytest.TempPathFactory,
+                                                                 names: list[str], stamp: str, ext: str) -> None:
+    """Any ConfigMap of networks, in kubelet's layout, loads every network and skips nothing
+    (the `..data` link and the timestamped dir are not configs)."""
+    dest = tmp_path_factory.mktemp("cm")
+    data = {}
+    for i, name in enumerate(names):
+        plugin = {"type": "bridge", "bridge": f"cm{i}", "ipam": {"type": "host-local",
+                                                                 "ranges": [[{"subnet": f"10.251.{i}.0/24"}]]}}
+        doc = ({"cniVersion": "1.0.0", "name": name, "plugins": [plugin]} if ext == ".conflist"
+               else {"cniVersion": "1.0.0", "name": name, **plugin})
+        data[f"{i:02d}-{name}{ext}"] = json.dumps(doc)
+    kubelet_configmap_volume(dest, data, stamp)
+    found = load_networks(str(dest))
+    assert found.skipped == (), [f"{s.path}: {s.reason}" for s in found.skipped]
+    assert sorted(n.name for n in found.networks) == sorted(names)
+    # kubelet updates the ConfigMap (first network dropped, one added): serve's conf dir
+    # watcher must see a change, and the reload must give the new set
+    before = dir_signature(str(dest))
+    update = dict(list(data.items())[1:])
+    update["99-added.conflist"] = json.dumps({"cniVersion": "1.0.0", "name": "x_added", "plugins": [
+        {"type": "bridge", "bridge": "cmadd", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.252.0.0/24"}]]}}]})
+    kubelet_configmap_update(dest, update, stamp + "1")
+    assert dir_signature(str(dest)) != before, "a ConfigMap update is invisible to the conf dir watcher"
+    found = load_networks(str(dest))
+    assert found.skipped == () and sorted(n.name for n in found.networks) == sorted(names[1:] + ["x_added"])
 
 
-@pytest.fixture
-def node(tmp_path: Path, net_factory: Callable[[], UniqueNet]) -> NodeSetup:
-    return NodeSetup(tmp_path, net_factory(), net_factory())
+# ---------------------------------------------------------------------------- the script
 
 
-@pytest.fixture
-def containerd(tmp_path: Path, net_factory: Callable[[], UniqueNet]) -> Iterator[Callable[..., ContainerdEnv]]:
-    """``containerd(conf_bytes, bin_dirs)``: started, torn down before the networks are purged."""
-    with contextlib.ExitStack() as stack:
-        envs: list[ContainerdEnv] = []
-
-        def make(conf: bytes, bin_dirs: list[str]) -> ContainerdEnv:
-            try:
-                env = stack.enter_context(containerd_env(tmp_path, conf, bin_dirs))
-            except HarnessError as exc:
-                pytest.fail(f"cannot run containerd on this host: {exc}", pytrace=False)
-            envs.append(env)
-            return env
-
-        yield make
-    failures = [f for env in envs for f in env.cleanup_failures]
-    if failures:
-        pytest.fail("containerd harness could not clean up:\n  " + "\n  ".join(failures), pytrace=False)
+def test_e2e_script_parses_and_is_executable() -> None:
+    proc = subprocess.run(["bash", "-n", str(E2E)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert os.access(E2E, os.X_OK)
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"CRI_NET_POD_CIDR": "", "CRI_NET_KUBECONFIG": "/nonexistent/kubelet.conf"}, "CRI_NET_POD_CIDR is not set"),
-    ({"CRI_NET_POD_CIDR": "10.244.0.1/24"}, "CRI_NET_POD_CIDR='10.244.0.1/24'"),
-    ({"CRI_NET_POD_BRIDGE": "a-bridge-name-too-long"}, "1 to 15 characters"),
-])
-def test_node_setup_refuses_bad_settings_before_installing(node: NodeSetup, env: dict[str, str],
-                                                           message: str) -> None:
-    proc = node.run(timeout=60, **env)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
-    assert not node.prefix.exists() and not node.cni_bin.exists() and not node.cni_conf.exists()
+def _run_e2e(path_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/bash", str(E2E)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": str(path_dir), "HOME": str(path_dir)}, cwd=str(path_dir))
 
 
-def test_node_setup_reads_the_pod_cidr_with_the_kubelets_kubeconfig(node: NodeSetup, tmp_path: Path) -> None:
-    """Without CRI_NET_POD_CIDR the Node's spec.podCIDR is read with kubectl (a stand-in
-    here, empty on its first call as before the controller-manager assigns one)."""
-    fake = tmp_path / "fake-bin"
-    fake.mkdir()
-    calls = tmp_path / "kubectl-calls"
-    (fake / "kubectl").write_text(
-        f'#!/bin/sh\necho "$*" >> {calls}\n[ "$(wc -l < {calls})" -ge 2 ] && printf 10.244.3.0/24\nexit 0\n')
-    (fake / "kubectl").chmod(0o755)
-    kubeconfig = tmp_path / "kubelet.conf"
-    kubeconfig.write_text("{}")
-    # A bad bridge name stops it right after the lookup, before anything is installed.
-    proc = node.run(timeout=60, PATH=f"{fake}:{os.environ['PATH']}", CRI_NET_POD_CIDR="", NODE_NAME="kind-worker",
-                    CRI_NET_KUBECONFIG=str(kubeconfig), CRI_NET_STORAGE_BRIDGE="x" * 16)
-    assert "pod CIDR of node kind-worker: 10.244.3.0/24" in proc.stdout, (proc.stdout, proc.stderr)
-    assert proc.returncode != 0 and "CRI_NET_STORAGE_BRIDGE" in proc.stderr
-    assert calls.read_text().splitlines() == [
-        f"--kubeconfig {kubeconfig} get node kind-worker -o jsonpath={{.spec.podCIDR}}"] * 2
-    assert not node.prefix.exists()
+def _tool_dir(tmp_path: Path, tools: dict[str, str]) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir(exist_ok=True)
+    for name, target in tools.items():
+        (d / name).symlink_to(target)
+    return d
 
 
-def test_node_setup_then_containerd_runs_an_annotated_pod(node: NodeSetup, containerd: Callable[..., ContainerdEnv],
-                                                          host_audit: Callable[..., Audit]) -> None:
-    wheels = wheelhouse()
-    pip_args = f"--no-index --find-links {shlex.quote(str(wheels))}"
-    t0 = time.monotonic()
-    first = node.run(CRI_NET_PIP_ARGS=pip_args)
-    assert first.returncode == 0, f"node-setup.sh failed:\n{first.stdout}\n{first.stderr}"
-    assert f"pip installing cri-net from {node.src}" in first.stdout
-    install_time = time.monotonic() - t0
+@pytest.mark.parametrize("present", [(), ("kubectl",), ("docker", "kubectl"), ("kind",)],
+                         ids=["none", "kubectl-only", "no-kind", "kind-only"])
+def test_e2e_names_every_missing_tool_before_doing_anything(tmp_path: Path, present: tuple[str, ...]) -> None:
+    # present tools are stubs that record a call: none may be called before the check fails
+    calls = tmp_path / "calls"
+    stub = tmp_path / "stub"
+    stub.write_text(f'#!/bin/sh\necho "$0 $*" >> {calls}\nexit 0\n')
+    stub.chmod(0o755)
+    path_dir = _tool_dir(tmp_path, {t: str(stub) for t in present})
+    proc = _run_e2e(path_dir)
+    missing = [t for t in ("docker", "kind", "kubectl") if t not in present]
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert f"missing required tool(s): {' '.join(missing)}." in proc.stderr, proc.stderr
+    assert "nothing was done" in proc.stderr and proc.stdout == ""
+    assert not calls.exists(), f"tools were run before the check: {calls.read_text()}"
 
-    # What it wrote: a launcher into the bin dir, cri-net's networks on this test's subnets
-    # and bridges, and the runtime conflist naming them; libcni parses every one.
-    [venv] = node.prefix.glob("venv-*")
-    launcher = (node.cni_bin / "cri-net").read_text().splitlines()
-    assert launcher[0] == f"#!{venv}/bin/python -S" and launcher[-1] == "run_plugin()", launcher
-    assert (node.prefix / "current").resolve() == venv.resolve()
-    assert os.access(node.cni_bin / "cri-net", os.X_OK)
-    version = subprocess.run([str(node.cni_bin / "cri-net")], input='{"cniVersion": "1.0.0"}', text=True,
-                             capture_output=True, env={"CNI_COMMAND": "VERSION"}, timeout=30)
-    assert json.loads(version.stdout)["supportedVersions"][-1] == "1.1.0", version
-    pods = conf_list_from_file(str(node.conf_dir / "10-pods.conflist"))
-    storage = conf_list_from_file(str(node.conf_dir / "20-storage.conflist"))
-    for parsed, net in ((pods, node.pods), (storage, node.storage)):
-        bridge = json.loads(parsed.raw)["plugins"][0]
-        assert parsed.name == net.name and bridge["bridge"] == net.bridge
-        assert bridge["ipam"]["ranges"] == [[{"subnet": str(net.subnet)}]]
-        assert bridge["ipam"]["dataDir"] == str(node.ipam_dir)
-    assert pods.plugin_types == ["bridge", "portmap", "bandwidth"]
-    runtime = conf_list_from_file(str(node.runtime_conflist))
-    [plugin] = json.loads(runtime.raw)["plugins"]
-    assert runtime.name == "cri-net" and plugin["type"] == "cri-net"
-    assert plugin["confDir"] == str(node.conf_dir) and plugin["binDirs"] == [CNI_DIR]
-    assert plugin["cacheDir"] == str(node.cache_dir) and plugin["defaultNetwork"] == node.pods.name
-    assert set(runtime.capabilities) == RUNTIME_CAPABILITIES
 
-    # Idempotent: a second run installs nothing and rewrites nothing.
-    before = node.outputs()
-    second = node.run(CRI_NET_PIP_ARGS=pip_args, timeout=60)
-    assert second.returncode == 0, second.stderr
-    assert "already installed" in second.stdout and "wrote" not in second.stdout, second.stdout
-    assert second.stdout.count("unchanged") == 4
-    assert node.outputs() == before and list(node.prefix.glob("venv-*")) == [venv]
+def test_e2e_says_there_is_no_docker_engine(tmp_path: Path) -> None:
+    """This host's real docker client (no engine behind it) and kubectl; kind is a stub that
+    records a call. The script must stop at `docker info`, naming the missing engine."""
+    docker, kubectl = shutil.which("docker"), shutil.which("kubectl")
+    if docker is None or kubectl is None:
+        pytest.fail(f"this test needs the docker client and kubectl on PATH (docker={docker}, kubectl={kubectl})",
+                    pytrace=False)
+    engine = subprocess.run([docker, "info"], capture_output=True, timeout=60)
+    assert engine.returncode != 0, "a Docker engine answers here: run integration/kind/e2e.sh itself instead"
+    calls = tmp_path / "calls"
+    stub = tmp_path / "kind-stub"
+    stub.write_text(f'#!/bin/sh\necho "kind $*" >> {calls}\nexit 0\n')
+    stub.chmod(0o755)
+    proc = _run_e2e(_tool_dir(tmp_path, {"docker": docker, "kubectl": kubectl, "kind": str(stub)}))
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "no Docker engine answers" in proc.stderr and "nothing was done" in proc.stderr, proc.stderr
+    assert not calls.exists(), f"kind ran before the engine check: {calls.read_text()}"
 
-    # containerd runs exactly what node-setup wrote: its conflist, its bin dir.
-    env = containerd(node.runtime_conflist.read_bytes(), [str(node.cni_bin), CNI_DIR])
-    audit = host_audit(cache_dir=HOST_CACHE, ipam_dir=node.ipam_dir, state_dir=node.cache_dir,
-                       ignore=[env.foreign_state([node.pods, node.storage])])
-    c = env.client()
-    host_port = free_port()
-    annotations = {EXTRA_NETWORKS: json.dumps([{"name": node.storage.name, "interface": "net1"}]),
-                   "kubernetes.io/ingress-bandwidth": "10M"}
-    try:
-        sid = c.runp(pod_config("kind-node", annotations=annotations, port_mappings=[
-            {"protocol": pb.TCP, "container_port": CONTAINER_PORT, "host_port": host_port}]))
-    except grpc.RpcError as exc:
-        raise AssertionError(f"RunPodSandbox failed: {exc.code()} {exc.details()}\n{env.log_tail()}") from None
 
-    status = c.inspectp(sid, verbose=False).status
-    assert status.state == pb.SANDBOX_READY
-    ip = ipaddress.IPv4Address(status.network.ip)
-    assert ip in node.pods.subnet and ip != node.pods.gateway
-    netns = env.netns_of(sid, c)
-    assert [a.ip for a in ipv4_of(netns, "eth0")] == [ip]
-    [net1] = ipv4_of(netns, "net1")
-    assert net1.ip in node.storage.subnet
-    assert len(lease_files(node.ipam_dir)) == 2
-    [host_veth] = bridge_ports(node.pods.bridge)
-    assert len(bridge_ports(node.storage.bridge)) == 1
-    tc = subprocess.run(["tc", "qdisc", "show", "dev", host_veth], capture_output=True, text=True).stdout
-    assert "tbf" in tc and "10Mbit" in tc, f"no 10Mbit tbf on {host_veth}: {tc}"
-    with listener_in(netns, CONTAINER_PORT):
-        assert tcp_ping(str(node.pods.gateway), host_port) == "pong:ping"
-
-    remove_pod(c, sid)
-    assert lease_files(node.ipam_dir) == []
-    assert bridge_ports(node.pods.bridge) == [] and bridge_ports(node.storage.bridge) == []
-    assert not Path(netns).exists()
-    audit.assert_clean(ignore=[node.pods.per_network_state, node.storage.per_network_state])
-    assert install_time < 60, f"node-setup.sh took {install_time:.0f}s"
+def test_every_deploy_path_named_in_code_and_scripts_exists() -> None:
+    """The image, the init step and the harnesses name manifests by path; a renamed manifest
+    must not leave them pointing at nothing (the image, the init step and the image builder
+    all named one that never existed)."""
+    sources = [ROOT / "Dockerfile", *(ROOT / "cri_net").rglob("*.py"), *(ROOT / "integration").rglob("*.py"),
+               *(ROOT / "scripts").iterdir(), *KIND.iterdir()]
+    named = {(src.relative_to(ROOT), ref) for src in sources if src.is_file()
+             for ref in re.findall(r"\bdeploy/[\w.-]*[\w]", src.read_text(errors="replace"))}
+    assert named, "no deploy/ paths found: the scan is broken"
+    missing = sorted(f"{src}: {ref}" for src, ref in named if not (ROOT / ref).exists())
+    assert missing == [], missing
