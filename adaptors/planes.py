@@ -12,7 +12,7 @@ from cri_net.network.capabilities import CAP_BANDWIDTH, CAP_PORT_MAPPINGS
 from cri_net.network.errors import AttachError, InvalidRequestError
 from cri_net.network.models import NetworkApiConf
 from cri_net.operator import CNIOperator, PlaneRef
-from cri_net.operator.operator import ROLLBACK_NOTE
+from cri_net.operator import rollback_failures
 
 Failure = tuple[str, str, Exception]
 
@@ -61,7 +61,7 @@ def attach_all(operator: CNIOperator, container_id: str, netns: str,
             attached.append(plane)
     except Exception as exc:  # whatever went wrong, nothing may stay half-attached
         failures = detach_all(operator, list(reversed(attached)))
-        own = [n.removeprefix(ROLLBACK_NOTE) for n in getattr(exc, "__notes__", []) if n.startswith(ROLLBACK_NOTE)]
+        own = rollback_failures(exc)
         raise AttachError(current.network, current.ifname, exc,
                           own + [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
 

@@ -17,7 +17,7 @@ from cri_net.fsutil import is_temp, remove_stale_temps
 from cri_net.libcni import CNIError, GCAttachment, Result, Result100, convert, version
 from cri_net.log import kv
 from cri_net.network.models import Attachment, GCOutcome, NetworkApiResult, NetworkState
-from cri_net.nsfs import live_netns
+from cri_net.netns import live_netns
 from cri_net.operator import CNIOperator, PlaneRef
 
 log = logging.getLogger("cri_net.adaptors")

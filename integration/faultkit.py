@@ -34,6 +34,7 @@ from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from adaptors.cri import annotations as ann
 from cri_net.server.sandbox import sandbox_id
 from integration.hostaudit import CNI_PLUGIN_DIR
+from tests.polling import wait_for_path as wait_for
 from integration.hostaudit import Audit, UniqueNet, bridge_ports, ifb_name
 from integration.serve_fixture import CRIServer, nsfs_mounts_under
 
@@ -49,7 +50,6 @@ SEED = int(os.environ.get("CRI_NET_FAULT_SEED", "20240611"))
 # nothing attached yet.
 _GATED_LOOPBACK_SRC = r'''
 import os, subprocess, sys, time
-from tests.polling import wait_for_path as wait_for
 GATE = {gate!r}
 REAL = {real!r}
 cmd = os.environ.get("CNI_COMMAND", "")

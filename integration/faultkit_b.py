@@ -28,6 +28,7 @@ import pytest
 from cri_net.cri.client import CRIClient
 from cri_net.server.sandbox import sandbox_id
 from integration.hostaudit import Audit, IptablesLine, UniqueNet, bridge_ports  # noqa: F401  (re-exported for the fault tests)
+from tests.polling import wait_for
 from integration.serve_fixture import BANDWIDTH, PORTMAP, CRIServer, nsfs_mounts_under
 
 FAULT_PLUGIN = "crinet-t-fault"
@@ -38,7 +39,6 @@ FAULT_PLUGIN = "crinet-t-fault"
 # of the result), stderr, exit, signal (kill itself after printing). Every run is logged.
 _FAULT_PLUGIN_SRC = r'''
 import fcntl, json, os, sys, time
-from tests.polling import wait_for
 cmd = os.environ.get("CNI_COMMAND", "")
 raw = sys.stdin.read()
 try:

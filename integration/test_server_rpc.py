@@ -28,7 +28,7 @@ from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from adaptors.cri import OWNER_POD
 from cri_net.libcni.cache import CacheRecord, ResultCache
-from cri_net.server import netns
+from cri_net import netns
 from cri_net.server.sandbox import sandbox_id
 from cri_net.server.server import ServeError, Server, claim_socket, socket_path
 from cri_net.server.service import SERVED, UNIMPLEMENTED_MSG

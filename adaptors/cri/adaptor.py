@@ -25,7 +25,7 @@ from cri_net.network.errors import (AttachError, CheckError, DetachError, Invali
                                     NetworkNotReadyError, NetworkStatusError)
 from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest,
                                     NetworkInfo, NetworkState)
-from cri_net.nsfs import live_netns
+from cri_net.netns import live_netns
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.primary import find_primary
 

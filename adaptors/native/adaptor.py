@@ -19,7 +19,7 @@ from cri_net.config import Settings
 from cri_net.fsutil import atomic_write
 from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
-from cri_net.nsfs import live_netns
+from cri_net.netns import live_netns
 from ..cri import annotations
 from cri_net.network.errors import CheckError, DetachError, InvalidRequestError, NetworkApiError
 from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,

@@ -23,7 +23,7 @@ from ..plugin.wire import CALLER_ENV
 from ..libcni import CNI, CNIError, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
 from ..libcni.errors import PluginError, PluginNotFoundError
 from ..log import kv
-from ..nsfs import live_netns
+from ..netns import live_netns
 from .loader import FileFilter, NetworkSet, load_networks
 from .masq_sweep import sweep_masquerade
 from .selfguard import self_reference
@@ -51,8 +51,10 @@ class PlaneRef:
         return RuntimeConf(self.container_id, self.netns, self.ifname, self.args, self.capability_args)
 
 
-#: Prefix of the note a failed ADD carries when its own rollback DEL failed too.
-ROLLBACK_NOTE = "rollback DEL failed: "
+def rollback_failures(exc: BaseException) -> list[str]:
+    """What the rollback DEL of a failed ADD could not undo ("<network> on <ifname>: <error>"),
+    as `attach_network_plane` leaves it on the exception it re-raises."""
+    return list(getattr(exc, "rollback_failures", ()))
 
 
 class CNIOperator:
@@ -190,7 +192,9 @@ class CNIOperator:
                    ifname=plane.ifname, error=str(del_exc))
                 if not (isinstance(del_exc, PluginError) and isinstance(del_exc.cause, PluginNotFoundError)):
                     # a plugin that cannot be found never ran, so it left nothing to undo
-                    exc.add_note(f"{ROLLBACK_NOTE}{net.name} on {plane.ifname}: {del_exc}")
+                    failure = f"{net.name} on {plane.ifname}: {del_exc}"
+                    exc.rollback_failures = [*rollback_failures(exc), failure]  # type: ignore[attr-defined]
+                    exc.add_note(f"rollback DEL failed: {failure}")  # for a human reading the traceback
             raise
         kv(log, logging.INFO, "attached plane", network=net.name, container=plane.container_id, ifname=plane.ifname)
         return result

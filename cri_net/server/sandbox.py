@@ -35,7 +35,8 @@ from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
 from ..network import capabilities
 from ..network.models import Attachment
 from ..network.results import split_ips
-from . import limits, netns
+from .. import netns
+from . import limits
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
 
 log = logging.getLogger("cri_net.server")

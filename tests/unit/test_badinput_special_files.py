@@ -341,7 +341,7 @@ def test_stale_temp_cleanup_survives_special_entries(tmp_path: Path, sockets: li
 def test_netns_remove_never_unmounts_through_a_symlink_nor_deletes_a_dir(tmp_path: Path) -> None:
     """netns.remove on a symlink removes the link only (umount2 with UMOUNT_NOFOLLOW; the
     target, here a directory, is untouched); on a directory it raises naming it."""
-    from cri_net.server import netns
+    from cri_net import netns
 
     record("special files: state dir", runs=1, audited=AUDITED, suite=SUITE)
     target = tmp_path / "target"

@@ -1,8 +1,12 @@
-"""Network namespaces owned by cri-net: a bind-mounted nsfs file per pod in `netns_dir`.
+"""Network namespaces: whether a path is a live one, and the ones cri-net pins itself.
 
-Creation happens on a short-lived thread: unshare(CLONE_NEWNET) moves only that thread into a
-new namespace, which is then pinned by bind-mounting /proc/thread-self/ns/net. No fork of a
-multi-threaded server, no `ip` subprocess.
+A live netns is a file on nsfs (the filesystem of /proc/self/ns/net): existence alone is not
+enough, since a netns pinned by a bind mount can be unmounted while its file stays behind, and
+plugins given such a path fail every DEL ("unknown FS magic"). `live_netns` is how every layer
+tells a DEL that the netns is gone. A pod's own netns is made on a short-lived thread:
+unshare(CLONE_NEWNET) moves only that thread into a new namespace, pinned by bind-mounting
+/proc/thread-self/ns/net (no fork of a multi-threaded server, no `ip` subprocess);
+`mounted()` lists the pins of this mount namespace in one read of mountinfo.
 """
 
 from __future__ import annotations
@@ -90,3 +94,30 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+# ---- liveness ------------------------------------------------------------------------------
+
+_NSFS_DEV: int | None = None
+
+
+def _nsfs_dev() -> int:
+    global _NSFS_DEV
+    if _NSFS_DEV is None:
+        _NSFS_DEV = os.stat("/proc/self/ns/net").st_dev
+    return _NSFS_DEV
+
+
+def is_netns(path: str) -> bool:
+    """True if `path` is a namespace file (nsfs) that can be handed to a plugin."""
+    if not path:
+        return False
+    try:
+        return os.stat(path).st_dev == _nsfs_dev()
+    except OSError:
+        return False
+
+
+def live_netns(path: str) -> str:
+    """`path` if it is a live netns, else "" (how a DEL is told the netns is gone)."""
+    return path if is_netns(path) else ""
