@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "api": ("CNI", "GCAttachment", "RuntimeConf", "validate_container_id", "validate_interface_name",
-            "validate_network_name"),
+    "api": ("CNI",),
+    "runtime": ("GCAttachment", "RuntimeConf", "validate_container_id", "validate_interface_name",
+                "validate_network_name"),
     "cache": ("CACHE_KIND", "DEFAULT_CACHE_DIR", "CacheRecord", "NetworkAttachment", "ResultCache"),
     "conf": ("NetConf", "NetConfListFile", "NetworkConfigList", "PluginConfig", "SkippedFile", "conf_files",
              "conf_list_from_bytes", "conf_list_from_conf", "conf_list_from_file", "load_conf_list", "load_file",
@@ -50,7 +51,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
-    from .api import CNI, GCAttachment, RuntimeConf, validate_container_id, validate_interface_name, validate_network_name
+    from .api import CNI
+    from .runtime import GCAttachment, RuntimeConf, validate_container_id, validate_interface_name, validate_network_name
     from .cache import CACHE_KIND, DEFAULT_CACHE_DIR, CacheRecord, NetworkAttachment, ResultCache
     from .conf import (NetConf, NetConfListFile, NetworkConfigList, PluginConfig, SkippedFile, conf_files,
                        conf_list_from_bytes, conf_list_from_conf, conf_list_from_file, load_conf_list, load_file,
