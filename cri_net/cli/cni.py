@@ -85,6 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("-i", "--ifname", default="", help="interface name (default: $CNI_IFNAME, else eth0)")
     p.add_argument("--cache-dir", default="/var/lib/cni", help="result cache dir (default %(default)s)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
+    p.add_argument("--bin-dir", dest="bin_dirs", action="append", default=None,
+                   help="plugin dir, repeatable; replaces $CNI_PATH (cnitool has only CNI_PATH)")
     p.set_defaults(func=run)
 
 
@@ -101,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
         finally:  # a broken file is reported (on stderr: stdout stays cnitool's JSON), never fatal
             for s in skipped:
                 print(f"cri-net cni: skipped {s.path}: {s.reason.removeprefix(s.path + ': ')}", file=sys.stderr)
-        cni = libcni.CNI(split_path_list(env.get("CNI_PATH", "")), cache_dir=args.cache_dir,
-                         timeout=args.timeout)
+        bin_dirs = args.bin_dirs or split_path_list(env.get("CNI_PATH", ""))
+        if not bin_dirs:  # cnitool would fail each plugin with "no paths provided"; say what to do
+            raise UsageError("CNI_PATH is not set: set it to the plugin dirs (CNI_PATH=/usr/lib/cni) "
+                             "or pass --bin-dir DIR")
+        cni = libcni.CNI(bin_dirs, cache_dir=args.cache_dir, timeout=args.timeout)
         if args.command == "status":
             cni.status_network_list(net)
             return 0

@@ -134,3 +134,18 @@ def test_pods_without_a_server_fails_with_a_hint(command, tmp_path):
     proc = run(*command, "--listen", str(tmp_path / "absent.sock"), "--timeout", "5")
     assert proc.returncode == 1 and proc.stdout == ""
     assert "UNAVAILABLE" in proc.stderr and "is cri-net serve running" in proc.stderr
+
+
+def test_cni_without_cni_path_says_how_to_give_the_plugin_dirs(tmp_path: Path) -> None:
+    """cnitool fails every plugin with "no paths provided"; `cri-net cni` says what to set."""
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    (conf_dir / "10-n.conflist").write_text('{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "loopback"}]}')
+    env = {k: v for k, v in os.environ.items() if k != "CNI_PATH"}
+    env["NETCONFPATH"] = str(conf_dir)
+    proc = subprocess.run([str(SCRIPTS / "cri-net"), "cni", "status", "n"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and "CNI_PATH is not set" in proc.stderr and "--bin-dir" in proc.stderr, proc
+    ok = subprocess.run([str(SCRIPTS / "cri-net"), "cni", "--bin-dir", "/usr/lib/cni", "status", "n"], env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
