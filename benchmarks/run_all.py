@@ -68,6 +68,9 @@ BENCHES: tuple[BenchSpec, ...] = (
               "cri-net serve: pod cycle, status latency, concurrency, 1,000 pods", 2700, 900),
     BenchSpec("bench_containerd", "benchmarks/bench_containerd.py", (), ("--quick",),
               "containerd with cri-net-cni vs containerd calling the plugins", 2700, 900, ("--cleanup-only",)),
+    BenchSpec("bench_planes", "benchmarks/bench_planes.py", (), ("--quick",),
+              "A 3-plane pod: parallel and sequential planes vs a shell loop of the plugins", 1200, 600,
+              ("--cleanup-only",)),
 )
 
 
