@@ -704,8 +704,35 @@ class Bench:
 
     def run_all(self) -> None:
         self.prepare()
-        for part in self.args.parts:
-            getattr(self, f"part_{part}")()
+        spy = self.start_spy() if self.args.py_spy else None
+        try:
+            for part in self.args.parts:
+                if part == "scale" and spy is not None:  # the scale part restarts the server
+                    spy = self.stop_spy(spy)
+                getattr(self, f"part_{part}")()
+        finally:
+            if spy is not None:
+                self.stop_spy(spy)
+
+    def start_spy(self) -> subprocess.Popen[bytes]:
+        """py-spy on the server while the parts run: where cri-net's own time goes, from the
+        samples rather than guesses (wall clock, so fsync and lock waits show too)."""
+        exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        if not os.path.exists(exe):
+            raise BenchError("--py-spy needs py-spy (pip install py-spy into the venv)")
+        return subprocess.Popen([exe, "record", "-p", str(self.server.pid), "-r", "200", "--format", "raw",
+                                 "-o", self.args.py_spy, "--nonblocking"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_spy(self, spy: subprocess.Popen[bytes]) -> None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+        self.report.details["py_spy_top_self"] = spy_top(self.args.py_spy)
+        return None
 
     def clean_stale(self) -> None:
         """What a killed earlier run left: its temp dir (mounted netns, server), raw netns, bridge."""
@@ -876,6 +903,24 @@ def _rule_args(line: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
+def spy_top(path: str, count: int = 15) -> list[dict[str, Any]]:
+    """The frames most often on top of the server's stacks in a py-spy raw file."""
+    own: dict[str, int] = {}
+    total = 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                stack, _, n = line.rstrip("\n").rpartition(" ")
+                if not n.isdigit():
+                    continue
+                total += int(n)
+                top = stack.rsplit(";", 1)[-1]
+                own[top] = own.get(top, 0) + int(n)
+    except OSError:
+        return []
+    return [{"frame": f, "share": round(n / total, 3)} for f, n in sorted(own.items(), key=lambda x: -x[1])[:count]]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small numbers everywhere (CI smoke, < 60 s)")
@@ -899,6 +944,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parts", default="cycle,status,throughput,scale",
                    help="which parts to run, comma separated (default cycle,status,throughput,scale)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 2 when a target is missed")
+    p.add_argument("--py-spy", metavar="FILE",
+                   help="sample the server with py-spy during the parts before (4) (raw format to FILE); "
+                        "the top frames are printed and added to the JSON")
     p.add_argument("--keep-on-leftover", action="store_true", help="keep the temp dir when cleanup left something")
     a = p.parse_args(argv)
     q = a.quick
@@ -960,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         s = rep.details["cycle_steps_ms"]
         print("median steps (ms): cri-net " + ", ".join(f"{k} {v}" for k, v in s["cri"].items())
               + " | raw " + ", ".join(f"{k} {v}" for k, v in s["raw"].items()))
+    for entry in rep.details.get("py_spy_top_self", []):
+        print(f"py-spy self {entry['share'] * 100:5.1f}%  {entry['frame']}")
     if failure:
         print(f"FAILED: {failure}")
     if bench.leftovers:
