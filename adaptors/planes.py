@@ -1,9 +1,13 @@
-"""Attach/detach sequencing shared by the adaptors: loopback first, planes in order; on a
-failure everything attached is detached again in reverse; detach carries on past failures."""
+"""Attach/detach sequencing shared by the adaptors: loopback first, then the planes (in order,
+or concurrently: each is an independent plugin chain on its own interface); on a failure
+everything this request attached is detached again in reverse request order; detach carries
+on past failures (loopback last)."""
 
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from cri_net import libcni
@@ -42,39 +46,118 @@ def refuse_attached(operator: CNIOperator, container_id: str, planes: list[tuple
     return taken.get("lo") == operator.loopback.name
 
 
+#: How many planes of one request run at once (each plane is one plugin chain, mostly
+#: waiting on its plugins' execs); more planes than this queue behind the first ones.
+MAX_PLANE_WORKERS = 8
+
+
 def attach_all(operator: CNIOperator, container_id: str, netns: str,
-               planes: list[tuple[NetworkConfigList, PlaneRef]], loopback: bool = True) -> None:
-    """Loopback (unless the runtime does it, or it is attached already), then each plane; on
-    failure roll back what this call attached and raise one AttachError."""
+               planes: list[tuple[NetworkConfigList, PlaneRef]], loopback: bool = True,
+               parallel: bool = False) -> None:
+    """Loopback (unless the runtime does it, or it is attached already), then the planes:
+    one after another, or with `parallel` concurrently (each is its own plugin chain on its
+    own interface). On a failure, what has not started is cancelled, what runs is waited for,
+    and every plane this call attached is DELed in reverse request order (loopback last);
+    raises one AttachError naming the first failing plane in request order, its plugin, and
+    every other failure."""
     lo = PlaneRef(operator.loopback.name, container_id, netns, "lo")
     if refuse_attached(operator, container_id, planes):
         loopback = False  # an earlier request's: neither attached again nor rolled back here
     attached: list[PlaneRef] = []
-    current = lo
     try:
         if loopback:
-            operator.attach_loopback(container_id, netns)
+            _attach_one(operator, operator.loopback, lo)
             attached.append(lo)
-        for net, plane in planes:
-            current = plane
-            operator.attach_network_plane(net, plane)
-            attached.append(plane)
+        if parallel and len(planes) > 1:
+            attached += _attach_concurrently(operator, planes)
+        else:
+            for net, plane in planes:
+                _attach_one(operator, net, plane)
+                attached.append(plane)
+    except _PlaneFailed as failed:
+        failures = detach_all(operator, list(reversed(attached + failed.attached)))
+        raise AttachError(failed.plane.network, failed.plane.ifname, failed.cause,
+                          failed.others + [f"{n} on {i}: {e}" for n, i, e in failures]) from failed.cause
+
+
+class _PlaneFailed(Exception):
+    """A plane's ADD failed (its own chain already DELed by the operator); `attached`: the
+    planes of the same batch that did attach; `others`: the failed plane's rollback notes and
+    the other planes that failed alongside it."""
+
+    def __init__(self, plane: PlaneRef, cause: Exception, attached: list[PlaneRef] | None = None,
+                 others: list[str] | None = None) -> None:
+        super().__init__(str(cause))
+        self.plane, self.cause = plane, cause
+        self.attached = attached or []
+        self.others = rollback_failures(cause) + (others or [])
+
+
+def _attach_one(operator: CNIOperator, net: NetworkConfigList, plane: PlaneRef) -> None:
+    try:
+        operator.attach_network_plane(net, plane)
     except Exception as exc:  # whatever went wrong, nothing may stay half-attached
-        failures = detach_all(operator, list(reversed(attached)))
-        own = rollback_failures(exc)
-        raise AttachError(current.network, current.ifname, exc,
-                          own + [f"{n} on {i}: {e}" for n, i, e in failures]) from exc
+        raise _PlaneFailed(plane, exc) from exc
 
 
-def detach_all(operator: CNIOperator, planes: list[PlaneRef]) -> list[Failure]:
-    """DEL every plane in the given order; returns the failures instead of stopping."""
-    failures: list[Failure] = []
-    for plane in planes:
+def _attach_concurrently(operator: CNIOperator, planes: list[tuple[NetworkConfigList, PlaneRef]]) -> list[PlaneRef]:
+    """ADD every plane on a bounded pool; returns them in request order, or raises
+    _PlaneFailed once nothing of this batch runs any more (each plane's wait is bounded by the
+    plugin timeout of its execs). A plane that has not started when another fails never runs:
+    the failure is flagged before the failing worker can take the next plane."""
+    failed = threading.Event()
+
+    def attach(net: NetworkConfigList, plane: PlaneRef) -> bool:
+        if failed.is_set():
+            return False
         try:
-            operator.detach_network_plane(plane)
-        except CNIError as exc:
-            failures.append((plane.network, plane.ifname, exc))
-    return failures
+            operator.attach_network_plane(net, plane)
+        except BaseException:
+            failed.set()
+            raise
+        return True
+
+    pool = ThreadPoolExecutor(max_workers=min(MAX_PLANE_WORKERS, len(planes)), thread_name_prefix="plane")
+    try:
+        futures = [pool.submit(attach, net, plane) for net, plane in planes]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        if failed.is_set():
+            for f in futures:
+                f.cancel()  # queued: never runs; running: waited for below
+        wait(futures)
+    finally:
+        pool.shutdown(wait=True)
+    outcome = [(plane, f) for f, (_, plane) in zip(futures, planes) if not f.cancelled()]
+    ok = [plane for plane, f in outcome if f.exception() is None and f.result()]
+    errors = [(plane, f.exception()) for plane, f in outcome if f.exception() is not None]
+    if not errors:
+        return ok
+    (plane, cause), rest = errors[0], errors[1:]
+    others = [f"{p.network} on {p.ifname} also failed: {e}" for p, e in rest]
+    others += [note for _, e in rest for note in rollback_failures(e)]  # type: ignore[arg-type]
+    raise _PlaneFailed(plane, cause, ok, others)  # type: ignore[arg-type]
+
+
+def detach_all(operator: CNIOperator, planes: list[PlaneRef], parallel: bool = False) -> list[Failure]:
+    """DEL every plane in the given order; returns the failures instead of stopping. With
+    `parallel`, every plane but loopback runs concurrently and loopback goes last; failures
+    are still reported in the given order."""
+    lo = [p for p in planes if p.ifname == "lo" and p.network == operator.loopback.name]
+    rest = [p for p in planes if p not in lo]
+    if not parallel or len(rest) < 2:
+        return [f for p in planes if (f := _detach_one(operator, p)) is not None]
+    with ThreadPoolExecutor(max_workers=min(MAX_PLANE_WORKERS, len(rest)), thread_name_prefix="plane") as pool:
+        found = list(pool.map(lambda p: _detach_one(operator, p), rest))
+    found += [_detach_one(operator, p) for p in lo]
+    return [f for f in found if f is not None]
+
+
+def _detach_one(operator: CNIOperator, plane: PlaneRef) -> Failure | None:
+    try:
+        operator.detach_network_plane(plane)
+    except CNIError as exc:
+        return (plane.network, plane.ifname, exc)
+    return None
 
 
 def cached_planes(operator: CNIOperator, container_id: str, netns: str) -> list[PlaneRef]:

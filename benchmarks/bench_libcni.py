@@ -298,16 +298,27 @@ class RecordingExecutor(libcni.Executor):
 
 
 class _DoneProc:
-    """What Executor.run needs of a Popen whose plugin answered at once."""
+    """What Executor.run needs of a Popen whose plugin answered at once: real pipes (its poll
+    loop reads them), stdout already written, stdin going to /dev/null."""
 
     pid = -1
     returncode = 0
 
     def __init__(self, stdout: bytes) -> None:
-        self.stdout = stdout
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        os.write(out_w, stdout)  # a result is far below the pipe buffer
+        os.close(out_w)
+        os.close(err_w)
+        self.stdin = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - closed by Executor
+        self.stdout = os.fdopen(out_r, "rb", buffering=0)
+        self.stderr = os.fdopen(err_r, "rb", buffering=0)
 
-    def communicate(self, _stdin: bytes | None = None, timeout: float | None = None) -> tuple[bytes, bytes]:
-        return self.stdout, b""
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def kill(self) -> None:
+        pass
 
 
 class StubExecutor(libcni.Executor):

@@ -595,19 +595,32 @@ class Bench:
                 "cycles": total, "cri_pods_per_s": round(cri_rate, 2), "raw_pods_per_s": round(raw_rate, 2),
                 "cri_cycle_p50_ms": round(pct(lat, 50) * 1000, 1), "cri_cycle_p90_ms": round(pct(lat, 90) * 1000, 1)}
 
+    #: scale points with a target: pods -> (RSS MB, restart s); issue 13 adds 10,000 pods
+    SCALE_TARGETS = {1000: (100.0, 2.0), 10000: (150.0, 3.0)}
+    #: a Linux bridge takes 1,024 ports: a larger point uses ptp pods
+    BRIDGE_PORTS = 1024
+
     def part_scale(self) -> None:
-        a = self.args
-        n = a.pods
-        conc = a.scale_concurrency
+        network = "bridge"
+        for n in self.args.pods:
+            wanted = self.args.scale_network if n < self.BRIDGE_PORTS else "ptp"
+            if wanted != network:
+                # a different conflist for this point, named the same (the default network must exist)
+                self.server.stop()
+                self.server.write_conflist(conflist(self.server.dirs["ipam"], wanted))
+                self.server.start()
+                network = wanted
+            self.scale_point(n, network)
+
+    def scale_point(self, n: int, network: str) -> None:
+        """n pods: RSS, restart with n records, create and remove rates. The 1,000-pod point
+        keeps its historical keys; any other gets `_<n>` appended."""
+        conc = self.args.scale_concurrency
         rep = self.report
-        full = n >= 1000
-        if a.scale_network != "bridge":
-            # a different conflist for this part only, named the same (the default network must exist)
-            self.server.stop()
-            self.server.write_conflist(conflist(self.server.dirs["ipam"], a.scale_network))
-            self.server.start()
+        suffix = "" if n == 1000 else f"_{n}"
+        rss_target, restart_target = self.SCALE_TARGETS.get(n, (None, None))
         rss_before = vm_status(self.server.pid)["VmRSS"] / 1024
-        log(f"(4) creating {n} {a.scale_network} pods at concurrency {conc} (server RSS now {rss_before:.1f} MB)")
+        log(f"(4) creating {n} {network} pods at concurrency {conc} (server RSS now {rss_before:.1f} MB)")
         ids: list[list[str]] = [[] for _ in range(conc)]
         clients = [CRIClient(self.server.sock) for _ in range(conc)]
 
@@ -640,17 +653,20 @@ class Bench:
             st = c.inspectp(all_ids[0], verbose=False)
         if len(after) != n or ready != n or not st.status.network.ip:
             raise BenchError(f"after restart: {len(after)} pods, {ready} READY (expected {n}), ip={st.status.network.ip!r}")
-        label = f"{n} pods"
-        rep.add("scale_rss_mb", f"server RSS with {label}", rss, "MB", "<= 100 MB", (rss <= 100) if full else None,
-                note="" if full else "target is for 1000 pods")
-        rep.add("scale_restart_s", f"restart until Version answers, {label}", restart, "s", "<= 2 s",
-                (restart <= 2.0) if full else None, note="" if full else "target is for 1000 pods")
-        rep.add("scale_startup_ms", f"server startup_ms (reconcile+listen), {label}", float(startup_ms or -1), "ms")
-        rep.add("scale_rss_restarted_mb", f"server RSS after restart, {label}", rss_restarted, "MB")
-        rep.add("scale_rss_before_mb", "server RSS before the pods", rss_before, "MB")
-        rep.add("scale_create_pods_per_s", f"RunPodSandbox rate, {label} (concurrency {conc})", n / cwall, "pods/s")
-        rep.add("scale_shutdown_s", f"SIGTERM until exit, {label}", down, "s")
-        rep.add("scale_stop_start_s", f"SIGTERM + start until Version, {label}", down + restart, "s")
+        label = f"{n} pods" + ("" if network == "bridge" else f" ({network})")
+        note = "" if rss_target is not None else "no target at this size"
+        rep.add(f"scale_rss_mb{suffix}", f"server RSS with {label}", rss, "MB",
+                f"<= {rss_target:g} MB" if rss_target else "", (rss <= rss_target) if rss_target else None, note=note)
+        rep.add(f"scale_restart_s{suffix}", f"restart until Version answers, {label}", restart, "s",
+                f"<= {restart_target:g} s" if restart_target else "",
+                (restart <= restart_target) if restart_target else None, note=note)
+        rep.add(f"scale_startup_ms{suffix}", f"server startup_ms (reconcile+listen), {label}", float(startup_ms or -1), "ms")
+        rep.add(f"scale_rss_restarted_mb{suffix}", f"server RSS after restart, {label}", rss_restarted, "MB")
+        rep.add(f"scale_rss_before_mb{suffix}", "server RSS before the pods", rss_before, "MB")
+        rep.add(f"scale_create_pods_per_s{suffix}", f"RunPodSandbox rate, {label} (concurrency {conc})", n / cwall,
+                "pods/s")
+        rep.add(f"scale_shutdown_s{suffix}", f"SIGTERM until exit, {label}", down, "s")
+        rep.add(f"scale_stop_start_s{suffix}", f"SIGTERM + start until Version, {label}", down + restart, "s")
         log(f"    restart {restart:.2f}s (startup_ms={startup_ms}); removing {n} pods")
         clients = [CRIClient(self.server.sock) for _ in range(conc)]
 
@@ -665,8 +681,9 @@ class Bench:
         finally:
             for c in clients:
                 c.close()
-        rep.add("scale_remove_pods_per_s", f"Stop+Remove rate, {label} (concurrency {conc})", n / rwall, "pods/s")
-        rep.details["scale"] = {"pods": n, "network": a.scale_network, "concurrency": conc,
+        rep.add(f"scale_remove_pods_per_s{suffix}", f"Stop+Remove rate, {label} (concurrency {conc})", n / rwall,
+                "pods/s")
+        rep.details[f"scale{suffix}"] = {"pods": n, "network": network, "concurrency": conc,
                                 "VmHWM_mb": round(mem["VmHWM"] / 1024, 1), "create_s": round(cwall, 2),
                                 "remove_s": round(rwall, 2)}
 
@@ -687,8 +704,35 @@ class Bench:
 
     def run_all(self) -> None:
         self.prepare()
-        for part in self.args.parts:
-            getattr(self, f"part_{part}")()
+        spy = self.start_spy() if self.args.py_spy else None
+        try:
+            for part in self.args.parts:
+                if part == "scale" and spy is not None:  # the scale part restarts the server
+                    spy = self.stop_spy(spy)
+                getattr(self, f"part_{part}")()
+        finally:
+            if spy is not None:
+                self.stop_spy(spy)
+
+    def start_spy(self) -> subprocess.Popen[bytes]:
+        """py-spy on the server while the parts run: where cri-net's own time goes, from the
+        samples rather than guesses (wall clock, so fsync and lock waits show too)."""
+        exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        if not os.path.exists(exe):
+            raise BenchError("--py-spy needs py-spy (pip install py-spy into the venv)")
+        return subprocess.Popen([exe, "record", "-p", str(self.server.pid), "-r", "200", "--format", "raw",
+                                 "-o", self.args.py_spy, "--nonblocking"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_spy(self, spy: subprocess.Popen[bytes]) -> None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+        self.report.details["py_spy_top_self"] = spy_top(self.args.py_spy)
+        return None
 
     def clean_stale(self) -> None:
         """What a killed earlier run left: its temp dir (mounted netns, server), raw netns, bridge."""
@@ -859,6 +903,24 @@ def _rule_args(line: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
+def spy_top(path: str, count: int = 15) -> list[dict[str, Any]]:
+    """The frames most often on top of the server's stacks in a py-spy raw file."""
+    own: dict[str, int] = {}
+    total = 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                stack, _, n = line.rstrip("\n").rpartition(" ")
+                if not n.isdigit():
+                    continue
+                total += int(n)
+                top = stack.rsplit(";", 1)[-1]
+                own[top] = own.get(top, 0) + int(n)
+    except OSError:
+        return []
+    return [{"frame": f, "share": round(n / total, 3)} for f, n in sorted(own.items(), key=lambda x: -x[1])[:count]]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small numbers everywhere (CI smoke, < 60 s)")
@@ -871,7 +933,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cycles per concurrency level for (3) (default 40, at least 3x the concurrency; quick 4, at least 1x)")
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16],
                    help="concurrency levels for (3), comma separated (default 1,4,16)")
-    p.add_argument("--pods", type=int, help="pods for (4) (default 1000; quick 50)")
+    p.add_argument("--pods", type=lambda v: [int(x) for x in v.split(",") if x],
+                   help="scale points for (4), comma separated (default 1000,10000; quick 50); a point "
+                        "above 1,024 pods uses ptp pods (a bridge takes 1,024 ports)")
     p.add_argument("--scale-concurrency", type=int, default=8, help="threads creating/removing pods in (4) (default 8)")
     p.add_argument("--scale-network", choices=["bridge", "ptp"], default="bridge",
                    help="main plugin of the conflist for (4) (default bridge: real bridge pods)")
@@ -880,6 +944,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parts", default="cycle,status,throughput,scale",
                    help="which parts to run, comma separated (default cycle,status,throughput,scale)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 2 when a target is missed")
+    p.add_argument("--py-spy", metavar="FILE",
+                   help="sample the server with py-spy during the parts before (4) (raw format to FILE); "
+                        "the top frames are printed and added to the JSON")
     p.add_argument("--keep-on-leftover", action="store_true", help="keep the temp dir when cleanup left something")
     a = p.parse_args(argv)
     q = a.quick
@@ -887,7 +954,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
     a.status_calls = a.status_calls or (200 if q else 2000)
     a.throughput_cycles = a.throughput_cycles or (4 if q else 40)
-    a.pods = a.pods or (50 if q else 1000)
+    a.pods = a.pods or ([50] if q else [1000, 10000])
     a.parts = [x for x in a.parts.split(",") if x]
     bad = set(a.parts) - {"cycle", "status", "throughput", "scale"}
     if bad:
@@ -934,13 +1001,15 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end, cri-net {rev})")
     print(f"network {NETWORK}: bridge {BRIDGE} + host-local {SUBNET} + portmap; loopback by cri-net"
           f"{'; one hostPort per pod' if args.host_ports else '; no hostPort mappings'}; "
-          f"part (4) with {args.scale_network} pods")
+          f"part (4) with {args.scale_network} pods (ptp above 1,024 pods)")
     if rep.figures:
         print(rep.table())
     if "cycle_steps_ms" in rep.details:
         s = rep.details["cycle_steps_ms"]
         print("median steps (ms): cri-net " + ", ".join(f"{k} {v}" for k, v in s["cri"].items())
               + " | raw " + ", ".join(f"{k} {v}" for k, v in s["raw"].items()))
+    for entry in rep.details.get("py_spy_top_self", []):
+        print(f"py-spy self {entry['share'] * 100:5.1f}%  {entry['frame']}")
     if failure:
         print(f"FAILED: {failure}")
     if bench.leftovers:

@@ -65,9 +65,12 @@ BENCHES: tuple[BenchSpec, ...] = (
     BenchSpec("bench_libcni", "benchmarks/bench_libcni.py", (), ("--cycles", "10", "--startup-runs", "5"),
               "libcni: one ADD+DEL of bridge+host-local+portmap vs raw plugins", 1800, 600, ("--cleanup-only",)),
     BenchSpec("bench_serve", "benchmarks/bench_serve.py", (), ("--quick",),
-              "cri-net serve: pod cycle, status latency, concurrency, 1,000 pods", 2700, 900),
+              "cri-net serve: pod cycle, status latency, concurrency, 1,000 and 10,000 pods", 7200, 900),
     BenchSpec("bench_containerd", "benchmarks/bench_containerd.py", (), ("--quick",),
               "containerd with cri-net-cni vs containerd calling the plugins", 2700, 900, ("--cleanup-only",)),
+    BenchSpec("bench_planes", "benchmarks/bench_planes.py", (), ("--quick",),
+              "A 3-plane pod: parallel and sequential planes vs a shell loop of the plugins", 1200, 600,
+              ("--cleanup-only",)),
 )
 
 

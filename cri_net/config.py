@@ -46,6 +46,10 @@ class Settings(BaseModel):
     metrics_listen: str | None = None
     #: seconds between retries of DELs that failed when a pod was removed; 0: only at start-up
     gc_interval: float = Field(300.0, ge=0)
+    #: attach (and detach) a pod's planes concurrently after loopback, rolling all of them back
+    #: on a failure; false: one after another, for plugins that cannot take concurrent calls
+    #: for one container
+    parallel_attach: bool = True
 
     @field_validator("conf_dir", "cache_dir", "state_dir", "netns_dir", "delegate_conf_dir")
     @classmethod

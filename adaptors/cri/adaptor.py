@@ -188,7 +188,8 @@ class CRIAdaptor:
         mappings = planes[-1][1].capability_args.get(annotations.CAP_PORT_MAPPINGS) or []
         try:
             with host_ports.claim(self.operator, conf.pod_id, f"{conf.namespace}/{conf.name}", mappings):
-                attach_all(self.operator, conf.pod_id, conf.netns_path, planes, self.loopback)
+                attach_all(self.operator, conf.pod_id, conf.netns_path, planes, self.loopback,
+                           parallel=self.settings.parallel_attach)
         except AttachError as exc:
             kv(log, logging.WARNING, "pod attach failed; rolled back", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, network=exc.network, error=str(exc.cause),
@@ -230,7 +231,7 @@ class CRIAdaptor:
             planes = self.known_planes(conf)
         except CNIError as exc:  # the cache cannot be listed: nothing can be known to be detached
             raise DetachError([("*", conf.default_interface, exc)]) from exc
-        failures = detach_all(self.operator, planes)
+        failures = detach_all(self.operator, planes, parallel=self.settings.parallel_attach)
         if failures:
             kv(log, logging.WARNING, "pod detach incomplete", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, failures=len(failures))

@@ -155,7 +155,8 @@ class Invocation:
                                 "cache_dir": conf.get("cacheDir") or defaults.CACHE_DIR,
                                 "bin_dirs": bin_dirs, "default_network": conf.get("defaultNetwork") or None,
                                 "delegate_conf_dir": conf.get("delegateConfDir") or None,
-                                "plugin_timeout": conf.get("timeout") or defaults.PLUGIN_TIMEOUT})
+                                "plugin_timeout": conf.get("timeout") or defaults.PLUGIN_TIMEOUT,
+                                "parallel_attach": conf.get("parallelAttach", True)})
         except ValueError as exc:
             raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {exc}") from None
 

@@ -91,8 +91,11 @@ def install(bin_dir: str, name: str = LAUNCHER_NAME, python: str | None = None, 
     if compiler:
         source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.c")
         tmp = os.path.join(bin_dir, f".{name}.tmp-{os.getpid()}")
-        proc = subprocess.run([compiler, "-O2", "-Wall", "-o", tmp, source, f'-DFALLBACK="{python_path}"'],
-                              capture_output=True, text=True)
+        from .handler import SUPPORTED_VERSIONS  # the shim answers VERSION with the same list
+
+        versions = ", ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
+        proc = subprocess.run([compiler, "-O2", "-Wall", "-o", tmp, source, f'-DFALLBACK="{python_path}"',
+                               f"-DCNI_VERSIONS={versions}"], capture_output=True, text=True)
         if proc.returncode != 0:
             if os.path.exists(tmp):
                 os.unlink(tmp)

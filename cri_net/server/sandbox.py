@@ -216,7 +216,9 @@ class SandboxManager:
                     results = self.adaptor.attach(conf)
                     record.planes = [Plane(network=r.name, interface=r.interface) for r in results]
                 record.state = "READY"
-                self.store.put(record)
+                # not fsynced: a power cut takes the netns too, and a lost READY reads back as
+                # CREATING, which start-up rolls back; the CREATING record before it is durable
+                self.store.put(record, durable=False)
             except BaseException as exc:
                 kv(log, logging.WARNING, "RunPodSandbox failed; rolling back", pod=pod, pod_id=sid, error=str(exc))
                 if isinstance(exc, AttachError) and not exc.rollback_failures:
@@ -271,7 +273,7 @@ class SandboxManager:
             if not record.detached:
                 self._detach(record)
                 record.detached = True  # only once every plane is gone: a failed stop is retried
-                self.store.put(record)
+                self.store.put(record, durable=False)  # lost in a power cut: the retried DEL is idempotent
         kv(log, logging.INFO, "pod sandbox stopped", pod=f"{record.metadata.namespace}/{record.metadata.name}",
            pod_id=sid)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cri_net.plugin import handler as cni_plugin, launcher, wire as cni_wire
 from cri_net.plugin.launcher import install
@@ -299,6 +301,54 @@ def test_native_launcher_hands_over_and_falls_back(node: Node, endpoint: CNIEndp
     assert node.cache_files() == []
 
 
+_VERSION_STDIN = st.one_of(
+    st.builds(lambda v, extra, first: json.dumps({**({"cniVersion": v} if first else {}), **extra,
+                                                   **({} if first else {"cniVersion": v})}).encode(),
+              st.one_of(st.sampled_from(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", "", "9.9.9",
+                                         "1.0.0 ", "1.0", "\u00e9", "1.0.0\u0000"]),
+                        st.text(max_size=8), st.integers(), st.none(), st.lists(st.integers(), max_size=2)),
+              st.dictionaries(st.sampled_from(["name", "type", "daemonSocket", "runtimeConfig", "x"]),
+                              st.one_of(st.text(max_size=6), st.integers(), st.dictionaries(
+                                  st.just("cniVersion"), st.just("0.4.0"))), max_size=3),
+              st.booleans()),
+    st.sampled_from([b"", b" ", b"{}", b"[]", b"null", b"{", b'{"cniVersion": "0.4.0", "cniVersion": "1.0.0"}',
+                     b'{"cniVersion": "0.4.0"} x', b'\xef\xbb\xbf{"cniVersion": "0.4.0"}', b'{"cniV\\u0065rsion": "0.4.0"}',
+                     b'{"cniVersion": "0.4.0", "n": 1e400}', b'{"cniVersion": "1.0.0", "v": NaN}']),
+    st.binary(max_size=24),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stdin=_VERSION_STDIN)
+def test_native_version_answer_is_the_python_plugins_byte_for_byte(native: Path, stdin: bytes) -> None:
+    """The shim answers VERSION itself (no Python start: a runtime asks it of every plugin it
+    loads); for any stdin its answer, exit status included, is exactly the Python plugin's,
+    and a config it cannot read with certainty goes to Python."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND="VERSION")
+    proc = subprocess.run([str(native)], input=stdin, env=env, capture_output=True, timeout=60)
+    rc, text = cni_plugin.run({"CNI_COMMAND": "VERSION"}, stdin)
+    assert (proc.returncode, proc.stdout.decode("utf-8", "replace")) == (rc, text), stdin
+
+
+def test_native_version_runs_no_python_for_a_plain_config(native: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "python-ran"
+    fallback = native.with_name(".cri-net-py")
+    real = fallback.read_text()
+    fallback.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND="VERSION", CRI_NET_CALLER="1")  # VERSION is answered even to cri-net itself
+    try:
+        for stdin in (b'{"cniVersion": "0.4.0", "name": "cri-net", "type": "cri-net"}', b""):
+            proc = subprocess.run([str(native)], input=stdin, env=env, capture_output=True, timeout=60)
+            assert proc.returncode == 0 and json.loads(proc.stdout)["supportedVersions"][-1] == "1.1.0"
+            assert not marker.exists(), "VERSION started the Python launcher"
+        subprocess.run([str(native)], input=b'{"cniVersion": 1}', env=env, capture_output=True, timeout=60)
+        assert marker.exists(), "an unusual config must be left to Python"
+    finally:
+        fallback.write_text(real)
+
+
 def test_native_launcher_never_repeats_an_unanswered_add(node: Node, native: Path, tmp_path: Path) -> None:
     mute = _Mute(str(tmp_path / "mute.sock"))
     try:
@@ -365,10 +415,16 @@ def test_pythonless_launcher_waits_for_a_server_then_answers_try_again_later(nod
         took = time.monotonic() - t0
         assert 0.9 < took < 5, f"{command}: answered after {took:.1f}s, not after the 1 s wait"
         assert err["cniVersion"] == "0.4.0" and sock in err["msg"] and "no in-process fallback" in err["msg"], err
-    # VERSION is never handed over: no Python, so "try again later" at once
+    # VERSION is never handed over: the shim answers it itself, at once
     t0 = time.monotonic()
-    hook(node, "VERSION", conf, exe=pythonless).error(cni_plugin.TRY_AGAIN_LATER)
+    version = hook(node, "VERSION", conf, exe=pythonless)
     assert time.monotonic() - t0 < 0.9
+    assert version.code == 0 and version.json["cniVersion"] == "0.4.0", version
+    # a config only Python could read: no Python, so "try again later" at once
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND="VERSION")
+    proc = subprocess.run([str(pythonless)], input=b'{"cniVersion": 1}', env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == cni_plugin.TRY_AGAIN_LATER
     assert node.fake.calls() == [] and node.cache_files() == []
 
 

@@ -198,7 +198,7 @@ def test_add_identity_from_cni_args_and_container_id_no_loopback(node: Node) -> 
     # the runtime's pairs in another order, with a stale infra id: CNI_CONTAINERID is the sandbox
     runtime_args = ("K8S_POD_UID=uid-1;IgnoreUnknown=1;K8S_POD_NAME=pod1;K8S_POD_NAMESPACE=ns1;"
                     "K8S_POD_INFRA_CONTAINER_ID=stale")
-    run = node.run("ADD", node.conf(rc=extra_rc()), args=runtime_args, netns=str(node.live))
+    run = node.run("ADD", node.conf(parallelAttach=False, rc=extra_rc()), args=runtime_args, netns=str(node.live))
     assert run.code == 0, run
     assert ("loopback", "ADD") not in node.plugin_calls()
     calls = node.fake.calls(command="ADD")
@@ -335,11 +335,11 @@ def test_add_annotation_driven_capabilities_reach_default_network(node: Node) ->
 
 def test_del_detaches_every_plane_with_cached_config_netns_gone(node: Node) -> None:
     node.standard(marker="orig", rich=True)
-    node.add(node.conf(rc=extra_rc()))
+    node.add(node.conf(parallelAttach=False, rc=extra_rc()))
     node.standard(marker="edited", rich=True)  # the inner confs change after the pod started
     node.fake.clear_log()
     # the runtime's DEL need not repeat the annotations: the cache knows the planes
-    run = node.run("DEL", node.conf())
+    run = node.run("DEL", node.conf(parallelAttach=False))
     assert run.code == 0, run
     assert run.stdout == ""
     calls = node.fake.calls(command="DEL")
@@ -358,7 +358,7 @@ def test_del_detaches_every_plane_with_cached_config_netns_gone(node: Node) -> N
     assert ("loopback", "DEL") not in node.plugin_calls()
     # idempotent
     node.fake.clear_log()
-    again = node.run("DEL", node.conf(rc=extra_rc()), inproc=True)
+    again = node.run("DEL", node.conf(parallelAttach=False, rc=extra_rc()), inproc=True)
     assert again.code == 0, again
     assert again.stdout == ""
     assert node.cache_files() == []
@@ -527,15 +527,15 @@ def test_del_check_and_results_leave_the_runtimes_entries_alone(node: Node) -> N
     container id in the shared /var/lib/cni; DEL must not take it for one of cri-net's planes
     (running it would run the hook itself: the hang of issue 10)."""
     node.standard()
-    node.add(node.conf(rc=extra_rc()))
+    node.add(node.conf(parallelAttach=False, rc=extra_rc()))
     foreign = [_write_foreign(node, "cri-net", "sb1", "eth0", "cri-net"),
                _write_foreign(node, "other-net", "sb1", "eth7", "foreign")]
     before = {p: p.read_bytes() for p in foreign}
     node.fake.clear_log()
-    check = node.run("CHECK", node.conf(rc=extra_rc()))
+    check = node.run("CHECK", node.conf(parallelAttach=False, rc=extra_rc()))
     assert check.code == 0, check
     assert sorted(node.plugin_calls("CHECK")) == [("main", "CHECK"), ("xa", "CHECK"), ("xb", "CHECK")]
-    run = node.run("DEL", node.conf())
+    run = node.run("DEL", node.conf(parallelAttach=False))
     assert run.code == 0, run
     assert [c["name"] for c in node.fake.calls(command="DEL")] == ["main", "xb", "xa"]
     assert ("foreign", "DEL") not in node.plugin_calls()
@@ -699,7 +699,7 @@ def test_no_config_in_conf_dir_is_code_11(node: Node) -> None:
 def test_inner_plugin_failure_in_default_network_rolls_back_everything(node: Node) -> None:
     node.standard(rich=True)
     node.fake.script("pm", "ADD", stdout=plugin_error("port 8080 busy", 11), exit=1)
-    run = node.run("ADD", node.conf(rc={**extra_rc(), "portMappings": PORTS_SPEC}))
+    run = node.run("ADD", node.conf(parallelAttach=False, rc={**extra_rc(), "portMappings": PORTS_SPEC}))
     err = run.error(11)
     assert "'net'" in err["msg"] and "pm" in err["msg"] and "port 8080 busy" in err["msg"]
     seq = node.plugin_calls()
@@ -714,7 +714,7 @@ def test_inner_plugin_failure_in_default_network_rolls_back_everything(node: Nod
 def test_inner_plugin_failure_in_extra_plane_names_it(node: Node) -> None:
     node.standard()
     node.fake.script("xb", "ADD", stdout=plugin_error("no vlan", 7), exit=1)
-    err = node.run("ADD", node.conf(rc=extra_rc()), inproc=True).error(7)
+    err = node.run("ADD", node.conf(parallelAttach=False, rc=extra_rc()), inproc=True).error(7)
     assert "extra-b" in err["msg"] and "xb" in err["msg"] and "no vlan" in err["msg"]
     assert [n for n, c in node.plugin_calls() if c == "DEL"] == ["xb", "xa"]
     assert "main" not in [n for n, _ in node.plugin_calls()]

@@ -33,6 +33,7 @@ DEFAULTS = {
     "conf_poll_interval": 5.0,
     "metrics_listen": None,
     "gc_interval": 300.0,
+    "parallel_attach": True,
 }
 #: `config show` prints the handoff socket cni_listen resolves to, never null
 SHOWN = {**DEFAULTS, "cni_listen": "/run/cri-net/cni.sock"}

@@ -1,6 +1,7 @@
 """The CRI adaptor: a pod's network planes through the real exec path (fake plugins).
 
-Attach order (loopback, extra planes in request order, default network last), validation before
+Attach order (loopback, extra planes in request order, default network last; these ordering
+tests run with parallel_attach=false, test_parallel_planes.py covers the default), validation before
 any plugin runs, rollback of everything on failure, best-effort and idempotent detach with the
 cached config, CHECK on every plane, results from the cache, capability args and CNI_ARGS.
 
@@ -163,7 +164,7 @@ def test_cri_adaptor_ignores_native_files(env):
 
 def test_attach_order_loopback_extras_in_request_order_then_default(env):
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     results = a.attach(env.conf(annotations=extras(("extra-c", "net1"), ("extra-a", "net2"))))
     assert env.runs() == [
         ("loopback", "ADD", "lo"),
@@ -182,7 +183,7 @@ def test_attach_order_loopback_extras_in_request_order_then_default(env):
 
 def test_without_loopback_the_runtime_owns_lo(env):
     env.standard()
-    a = env.adaptor(loopback=False)
+    a = env.adaptor(loopback=False, parallel_attach=False)
     conf = env.conf(annotations=extras(("extra-b", "net1")))
     a.attach(conf)
     a.check(conf)
@@ -200,7 +201,7 @@ def test_without_loopback_the_runtime_owns_lo(env):
 
 def test_extra_planes_from_the_request_field_and_the_annotation(env):
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     a.attach(env.conf(extra_nets=[ExtraNet(name="extra-b", interface="eth9")],
                       annotations=extras(("extra-c", "net1"))))
     assert [r for r in env.runs() if r[1] == "ADD"] == [
@@ -209,7 +210,7 @@ def test_extra_planes_from_the_request_field_and_the_annotation(env):
 
 def test_custom_default_interface(env):
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     results = a.attach(env.conf(default_interface="net0", extra_nets=[ExtraNet(name="extra-b", interface="eth0")]))
     assert env.runs()[1:3] == [("xb", "ADD", "eth0"), ("main", "ADD", "net0")]
     assert [(r.name, r.interface) for r in results] == [("net", "net0"), ("extra-b", "eth0")]
@@ -310,7 +311,7 @@ def test_rejection_messages_say_what_is_wrong(env):
 def test_default_network_failure_rolls_back_everything(env):
     env.standard(rich=True)
     env.fake.script("bw", "ADD", exit=1, stdout=plugin_error("tc said no"))
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     with pytest.raises(AttachError) as exc:
         a.attach(env.conf(annotations=extras(("extra-a", "net1"), ("extra-b", "net2"))))
     err = exc.value
@@ -353,7 +354,7 @@ def test_a_second_attach_of_a_live_plane_is_refused_and_touches_nothing(env):
 def test_extra_plane_failure_rolls_back_and_the_default_never_runs(env):
     env.standard()
     env.fake.script("xb", "ADD", exit=1, stdout=plugin_error("no vlan"))
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     with pytest.raises(AttachError) as exc:
         a.attach(env.conf(annotations=extras(("extra-a", "net1"), ("extra-b", "net2"), ("extra-c", "net3"))))
     assert (exc.value.network, exc.value.plugin, exc.value.ifname) == ("extra-b", "xb", "net2")
@@ -471,7 +472,7 @@ def test_direct_capabilities_are_merged_with_the_annotations(env):
 
 def test_detach_reverse_order_default_first_loopback_last(env):
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     conf = env.conf(annotations=extras(("extra-a", "net1"), ("extra-b", "net2"), ("extra-c", "net3")))
     a.attach(conf)
     env.fake.clear_log()
@@ -484,7 +485,7 @@ def test_detach_reverse_order_default_first_loopback_last(env):
 def test_detach_order_is_the_reverse_of_the_request_order_not_of_interface_names(env):
     """Attach ran extra-b on `zz1` before extra-c on `aa1`; detach must undo aa1 first."""
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     conf = env.conf(annotations=extras(("extra-b", "zz1"), ("extra-c", "aa1")))
     a.attach(conf)
     assert [r[2] for r in env.runs()] == ["lo", "zz1", "aa1", "eth0"]
@@ -495,7 +496,7 @@ def test_detach_order_is_the_reverse_of_the_request_order_not_of_interface_names
 
 def test_detach_is_best_effort_and_reports_every_failure(env):
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     conf = env.conf(annotations=extras(("extra-a", "net1"), ("extra-b", "net2"), ("extra-c", "net3")))
     a.attach(conf)
     env.fake.clear_log()
@@ -547,7 +548,7 @@ def test_detach_of_a_pod_that_was_never_attached_succeeds(env):
 
 def test_detach_with_a_vanished_netns_sends_empty_cni_netns(env):
     env.standard()
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     conf = env.conf(annotations=extras(("extra-b", "net1")))
     a.attach(conf)
     env.fake.clear_log()
@@ -563,7 +564,7 @@ def test_detach_uses_the_config_and_args_cached_at_attach(env):
     env.write("10-net.conflist", conflist("net", {"type": "main", "marker": "original"},
                                           {"type": "pm", "capabilities": {"portMappings": True}}))
     env.write("20-extra-b.conflist", conflist("extra-b", {"type": "xb", "marker": "original"}))
-    a = env.adaptor()
+    a = env.adaptor(parallel_attach=False)
     conf = env.conf(annotations=extras(("extra-b", "net1")), port_mappings=[{"host_port": 81, "container_port": 80}])
     a.attach(conf)
     args_at_attach = env.fake.calls(name="main")[0]["env"]["CNI_ARGS"]
