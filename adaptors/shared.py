@@ -23,6 +23,26 @@ from cri_net.operator import CNIOperator, PlaneRef
 log = logging.getLogger("cri_net.adaptors")
 
 
+class OperatorBacked:
+    """The protocol's read side and GC, for an adaptor whose networks are one `operator`."""
+
+    operator: CNIOperator
+
+    def refresh(self) -> None:
+        self.operator.update_if_changed()
+
+    def cached_attachments(self, container_id: str | None = None) -> list[Attachment]:
+        return cached_attachments(self.operator, container_id)
+
+    def cached_results(self, container_id: str, planes: list[tuple[str, str]],
+                       default_interface: str = "eth0") -> list[NetworkApiResult]:
+        return cached_results(self.operator, container_id, planes, default_interface)
+
+    def gc(self, stale: Callable[[Attachment], bool],
+           hold: Callable[[str], AbstractContextManager[None]] | None = None) -> GCOutcome:
+        return gc(self.operator, stale, hold)
+
+
 def state(operator: CNIOperator, default: str | None) -> NetworkState:
     nets = operator.networks
     return NetworkState(

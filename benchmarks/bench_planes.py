@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from adaptors.cri import CRIAdaptor  # noqa: E402
 from cri_net import config  # noqa: E402
 from cri_net.network import NetworkApiConf  # noqa: E402
-from cri_net.network import annotations as ann  # noqa: E402
+from adaptors.cri import annotations as ann  # noqa: E402
 
 PLUGIN_DIR = "/usr/lib/cni"
 CNI_VERSION = "1.0.0"

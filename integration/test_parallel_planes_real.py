@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from cri_net.network import annotations as ann
+from adaptors.cri import annotations as ann
 from integration.faultkit import Call, config_id, pod_config, sigkill, wait_for
 from integration.hostaudit import Audit, UniqueNet, bridge_ports, iptables_save
 from integration.serve_fixture import SLOW_PLUGIN, CRIServer, cri_server_factory  # noqa: F401 - fixture

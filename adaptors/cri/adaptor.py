@@ -14,8 +14,6 @@ planes get the pod annotations capability.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 from cri_net import libcni
 from cri_net.config import Settings
@@ -23,7 +21,7 @@ from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
 from cri_net.network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
                                     NetworkNotReadyError, NetworkStatusError)
-from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest,
+from cri_net.network.models import (NetworkApiConf, NetworkApiResult, NetworkCreateRequest,
                                     NetworkInfo, NetworkState)
 from cri_net.netns import live_netns
 from cri_net.operator import CNIOperator, PlaneRef
@@ -43,7 +41,7 @@ OWNER_POD = "cri-net/pod"
 OWNER_HOOK = "cri-net/cni"
 
 
-class CRIAdaptor:
+class CRIAdaptor(shared.OperatorBacked):
     kind = "cri"
 
     def __init__(self, settings: Settings, watch: bool = False, loopback: bool = True,
@@ -89,9 +87,6 @@ class CRIAdaptor:
     def update(self) -> None:
         self.operator.update()
 
-    def refresh(self) -> None:
-        self.operator.update_if_changed()
-
     def state(self) -> NetworkState:
         try:
             default: str | None = self.default_network().name
@@ -104,17 +99,6 @@ class CRIAdaptor:
             status.check_status(self)
         except CNIError as exc:
             raise NetworkStatusError(exc.code, exc.msg, exc.details) from None
-
-    def cached_attachments(self, container_id: str | None = None) -> list[Attachment]:
-        return shared.cached_attachments(self.operator, container_id)
-
-    def cached_results(self, container_id: str, planes: list[tuple[str, str]],
-                       default_interface: str = "eth0") -> list[NetworkApiResult]:
-        return shared.cached_results(self.operator, container_id, planes, default_interface)
-
-    def gc(self, stale: Callable[[Attachment], bool],
-           hold: Callable[[str], AbstractContextManager[None]] | None = None) -> GCOutcome:
-        return shared.gc(self.operator, stale, hold)
 
     def ip_leases(self) -> list[tuple[str, int]]:
         """(network, host-local leases in use) of every loaded network using host-local."""

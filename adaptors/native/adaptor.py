@@ -11,8 +11,6 @@ import ipaddress
 import logging
 import os
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 from cri_net import libcni
 from cri_net.config import Settings
@@ -22,7 +20,7 @@ from cri_net.log import kv
 from cri_net.netns import live_netns
 from ..cri import annotations
 from cri_net.network.errors import CheckError, DetachError, InvalidRequestError, NetworkApiError
-from cri_net.network.models import (Attachment, GCOutcome, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
+from cri_net.network.models import (NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
                                      NetworkState)
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.loader import load_networks
@@ -40,7 +38,7 @@ FALLBACK_VERSION = "1.0.0"
 OWNER = "cri-net/native"
 
 
-class NativeAdaptor:
+class NativeAdaptor(shared.OperatorBacked):
     kind = "native"
 
     def __init__(self, settings: Settings, watch: bool = False) -> None:
@@ -59,9 +57,6 @@ class NativeAdaptor:
     def update(self) -> None:
         self.operator.update()
 
-    def refresh(self) -> None:
-        self.operator.update_if_changed()
-
     def state(self) -> NetworkState:
         return shared.state(self.operator, None)  # no default network: containers name theirs
 
@@ -70,17 +65,6 @@ class NativeAdaptor:
 
     def validate(self, conf: NetworkApiConf) -> None:
         self.plan(conf)
-
-    def cached_attachments(self, container_id: str | None = None) -> list[Attachment]:
-        return shared.cached_attachments(self.operator, container_id)
-
-    def cached_results(self, container_id: str, planes: list[tuple[str, str]],
-                       default_interface: str = "eth0") -> list[NetworkApiResult]:
-        return shared.cached_results(self.operator, container_id, planes, default_interface)
-
-    def gc(self, stale: Callable[[Attachment], bool],
-           hold: Callable[[str], AbstractContextManager[None]] | None = None) -> GCOutcome:
-        return shared.gc(self.operator, stale, hold)
 
     def close(self) -> None:
         self.operator.close()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 from .. import defaults
 from ..libcni.errors import ErrorCode
 from ..libcni.version import SUPPORTED_VERSIONS as LIBCNI_VERSIONS
+from .wire import finite_float, reject_constant  # the same JSON rules as the launcher's parse
 
 #: The versions cri-net-cni answers: those of libcni whose results have interfaces (0.3.0 on),
 #: since the hook reports one interface per plane.
@@ -91,17 +92,6 @@ def parse_cni_args(text: str) -> dict[str, str]:
     return out
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
 def _typed(rc: dict[str, Any], key: str, kind: type, what: str) -> Any:
     value = rc.get(key)
     if value is not None and not isinstance(value, kind):
@@ -128,7 +118,7 @@ class Invocation:
         if not self.command:
             raise PluginFailure(INVALID_ENV, "CNI_COMMAND is not set")
         try:
-            conf = json.loads(stdin or b"{}", parse_constant=_reject_constant, parse_float=_finite_float)
+            conf = json.loads(stdin or b"{}", parse_constant=reject_constant, parse_float=finite_float)
         except (ValueError, RecursionError) as exc:
             raise PluginFailure(DECODING_FAILURE, f"cannot decode network config on stdin: {exc}") from None
         if not isinstance(conf, dict):

@@ -135,11 +135,13 @@ def socket_from_conf(stdin: bytes) -> str | None:
     return value
 
 
-def _reject_constant(name: str) -> object:
+def reject_constant(name: str) -> object:
+    """JSON rule of the plugin: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
+    """JSON rule of the plugin: a number must be finite."""
     value = float(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"number {text} is out of range")
@@ -152,9 +154,9 @@ class _Context:
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = staticmethod(_finite_float)
+    parse_float = staticmethod(finite_float)
     parse_int = int
-    parse_constant = staticmethod(_reject_constant)
+    parse_constant = staticmethod(reject_constant)
     memo: dict[str, str] = {}
 
 
