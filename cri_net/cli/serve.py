@@ -73,6 +73,14 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"cri-net serve: {exc}", file=sys.stderr)
         return 1
     log.setup(settings.log_level, settings.log_format)
+    import signal
+    import threading
+
+    # Handlers first: a SIGTERM that arrives as soon as the sockets accept must stop the
+    # server, whatever disposition this process inherited (an ignored SIGTERM survives exec).
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
     try:
         server = Server(settings)
         if args.install_default_network:
@@ -89,17 +97,7 @@ def run_serve(args: argparse.Namespace) -> int:
     path = server.path
     print(f"cri-net: serving CRI on unix://{path}\n"
           f"  try: crictl --runtime-endpoint unix://{path} --image-endpoint unix://{path} info", file=sys.stderr)
-    import signal
-    import threading
-
-    done = threading.Event()
-
-    def on_signal(*_: object) -> None:
-        server.observability.readiness.drain()  # /readyz says no before the drain starts
-        done.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
     done.wait()
+    server.observability.readiness.drain()  # /readyz says no before the drain starts
     server.stop()
     return 0
