@@ -222,13 +222,16 @@ class ResultCache:
         once and appended to `unusable` as (path, reason); a file that is not cniCacheV1 (a
         legacy result, another tool's) is skipped silently."""
         try:
-            names = sorted(os.listdir(self.results_dir))
+            names = os.listdir(self.results_dir)
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise CacheError(f"failed to list cached results: {exc.strerror}", self.results_dir) from None
         out = []
         part = f"-{container_id}-" if container_id else ""
+        if part:  # one container's: sort its few names, not the whole dir (every attach asks this)
+            names = [n for n in names if part in n]
+        names.sort()
         for name in names:
             if is_temp(name):  # a write in progress (or one a crash interrupted)
                 continue
