@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     print("cleanup: " + ("clean" if not left else "LEFT " + ", ".join(left)))
     if a.json:
         print(json.dumps({"bench": "bench_planes", "figures": figs, "modes": res, "cycles": cycles,
-                          "load": {"start": load_start, "end": load_end}, "revision": revision()}))
+                          "loadavg_start": round(load_start[0], 2), "loadavg_end": round(load_end[0], 2),
+                          "revision": revision()}))
     return 3 if left else 0
 
 
