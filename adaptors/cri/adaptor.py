@@ -1,9 +1,10 @@
 """The CRI adaptor: a pod's network planes.
 
-Attach order: loopback (`lo`), the extra planes in request order on their own interfaces,
-then the default network on the default interface. Everything is validated before anything
-is attached; a failure rolls back what was attached (reverse order, loopback last) and raises
-one AttachError naming the network and plugin. Detach is best effort over every plane known
+Attach order: loopback (`lo`), then the extra planes and the default network, each on its own
+interface: concurrently (`parallel_attach`, the default) or in request order. Everything is
+validated before anything is attached; a failure rolls back what this request attached
+(reverse request order, loopback last) and raises one AttachError naming the first failing
+network and plugin. Detach is best effort over every plane known
 from the cache or the request, in reverse order, and succeeds when everything is gone.
 
 Capability args (port mappings, bandwidth, IP ranges, DNS) go to the default network only:
