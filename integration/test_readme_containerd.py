@@ -125,9 +125,25 @@ def make_run(command: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            masks = _signal_masks(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            raise AssertionError(f"make run did not stop on SIGTERM:\n{log.read_text()[-3000:]}") from None
+            raise AssertionError(f"make run did not stop on SIGTERM ({masks}):\n{log.read_text()[-3000:]}") from None
+
+
+def _signal_masks(pgid: int) -> str:
+    """SigBlk/SigIgn of every process of the group: why a SIGTERM was not acted on."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != pgid:
+                continue
+            fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                          if ":\t" in line)
+            out.append(f"{fields['Name']}[{pid}] blocked={fields['SigBlk'].strip()} ignored={fields['SigIgn'].strip()}")
+        except (OSError, KeyError, ValueError):
+            continue
+    return "; ".join(out) or "no process left in the group"
 
 
 @pytest.fixture

@@ -81,6 +81,9 @@ def run_serve(args: argparse.Namespace) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    # and delivered: a signal mask is inherited across exec too (a parent that blocked SIGTERM
+    # in the spawning thread would leave this server unkillable but by SIGKILL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
         server = Server(settings)
         if args.install_default_network:
