@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,20 +23,13 @@ from adaptors import status as cni_status
 from cri_net.plugin import wire as cni_wire
 from cri_net.libcni import CNI, conf_list_from_bytes
 from cri_net.server.cni_endpoint import CNIEndpoint
+from test_cni_handoff import endpoint  # noqa: F401 - fixture
 from test_cni_plugin import ARGS, HOOK, Node, conflist, result100
 
 
 @pytest.fixture
 def node(tmp_path: Path, fakecni: Any) -> Node:
     return Node(tmp_path, fakecni)
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[CNIEndpoint]:
-    ep = CNIEndpoint(str(tmp_path / "run" / "cni.sock"))
-    ep.start()
-    yield ep
-    ep.stop()
 
 
 def networks_1_1(node: Node) -> None:

@@ -16,11 +16,10 @@ through the C launcher's scanner (plugin/shim.c built with -DSCAN_TEST); the C s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -31,7 +30,8 @@ from cri_net.plugin import wire as cni_wire
 from cri_net.plugin.launcher import install
 from cri_net.server.cni_endpoint import CNIEndpoint
 from test_cni_handoff import _Mute, hook
-from test_cni_plugin import Node, result100
+from test_cni_handoff import endpoint, node  # noqa: F401 - fixtures
+from test_cni_plugin import Node
 from tests.reliability import record
 
 SHIM = Path(cni_wire.__file__).with_name("shim.c")
@@ -203,22 +203,6 @@ def test_edge_documents(c_scanner: Path, stdin: bytes) -> None:
 
 
 # ---- the real launchers, end to end ---------------------------------------------------------
-
-
-@pytest.fixture
-def node(tmp_path: Path, fakecni: Any) -> Node:
-    n = Node(tmp_path, fakecni)
-    n.standard()
-    n.fake.script("main", "ADD", result=result100("eth0", "10.0.0.5/24", "10.0.0.1", str(n.live)))
-    return n
-
-
-@pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[CNIEndpoint]:
-    ep = CNIEndpoint(str(tmp_path / "run" / "cni.sock"))
-    ep.start()
-    yield ep
-    ep.stop()
 
 
 def _attacks(evil: str) -> list[dict[str, Any]]:

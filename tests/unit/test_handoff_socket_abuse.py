@@ -24,7 +24,8 @@ from badinput_strategies import props
 from cri_net.plugin import wire as cni_wire
 from cri_net.server.cni_endpoint import CNIEndpoint
 from test_cni_handoff import hook
-from test_cni_plugin import Node, result100
+from test_cni_handoff import node  # noqa: F401 - fixture
+from test_cni_plugin import Node
 from tests.reliability import record
 
 SUITE = "bad input"
@@ -33,14 +34,6 @@ LIMIT = 6
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def node(tmp_path: Path, fakecni: Any) -> Node:
-    n = Node(tmp_path, fakecni)
-    n.standard()
-    n.fake.script("main", "ADD", result=result100("eth0", "10.0.0.5/24", "10.0.0.1", str(n.live)))
-    return n
 
 
 @pytest.fixture
