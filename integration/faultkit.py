@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from adaptors.cri import annotations as ann
 from cri_net.server.sandbox import sandbox_id
-from integration.hostaudit import CNI_PLUGIN_DIR
+from integration.hostaudit import CNI_PLUGIN_DIR, free_port  # noqa: F401 - re-exported for the fault tests
 from tests.polling import wait_for_path as wait_for
 from integration.hostaudit import Audit, UniqueNet, bridge_ports, ifb_name
 from integration.serve_fixture import CRIServer, nsfs_mounts_under
@@ -118,21 +117,6 @@ def pod_config(name: str, *, uid: str | None = None, namespace: str = "fault", h
 def config_id(cfg: dict[str, Any]) -> str:
     md = cfg["metadata"]
     return sandbox_id(md["namespace"], md["name"], md["uid"], md.get("attempt", 0))
-
-
-_ISSUED_PORTS: set[int] = set()
-
-
-def free_port() -> int:
-    """A host port free now and never handed out before in this run: two live pods may not
-    map one host port (cri-net refuses the second), and the kernel may repeat an ephemeral one."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("0.0.0.0", 0))
-            port = int(s.getsockname()[1])
-        if port not in _ISSUED_PORTS:
-            _ISSUED_PORTS.add(port)
-            return port
 
 
 def audit_of(host_audit: Callable[..., Audit], srv: CRIServer) -> Audit:

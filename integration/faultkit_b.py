@@ -27,7 +27,7 @@ import pytest
 
 from cri_net.cri.client import CRIClient
 from cri_net.server.sandbox import sandbox_id
-from integration.hostaudit import Audit, IptablesLine, UniqueNet, bridge_ports  # noqa: F401  (re-exported for the fault tests)
+from integration.hostaudit import Audit, IptablesLine, UniqueNet, bridge_ports, free_port  # noqa: F401  (re-exported for the fault tests)
 from tests.polling import wait_for
 from integration.serve_fixture import BANDWIDTH, PORTMAP, CRIServer, nsfs_mounts_under
 
@@ -292,14 +292,6 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def host_links() -> set[str]:

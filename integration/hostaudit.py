@@ -26,6 +26,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
 import secrets
 import shutil
 import subprocess
@@ -76,6 +77,21 @@ DEFAULT_IPAM_DIR = Path("/var/lib/cni/networks")
 DEFAULT_CACHE_DIR = Path("/var/lib/cni")
 #: Debian's containernetworking-plugins: the real plugins every integration test runs
 CNI_PLUGIN_DIR = Path("/usr/lib/cni")
+
+
+_ISSUED_PORTS: set[int] = set()
+
+
+def free_port() -> int:
+    """A host port free now and never handed out before in this run: two live pods may not
+    map one host port (cri-net refuses the second), and the kernel may repeat an ephemeral one."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("0.0.0.0", 0))
+            port = int(s.getsockname()[1])
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 #: The only tables the CNI plugins shipped with Debian write to.
 IPTABLES_TABLES: tuple[str, ...] = ("nat", "filter", "mangle")
 #: Subnets handed to tests come from here; 10.213/16 is unlikely to be a real LAN.

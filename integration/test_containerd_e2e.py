@@ -35,7 +35,7 @@ from cri_net.plugin.launcher import install as install_launcher
 from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from integration.containerd.harness import ContainerdEnv, HarnessError, containerd_env
-from integration.hostaudit import Audit, UniqueNet, bridge_ports
+from integration.hostaudit import Audit, UniqueNet, bridge_ports, free_port
 from integration.serve_fixture import CRIServer, cri_server_factory  # noqa: F401
 
 CNI_DIR = "/usr/lib/cni"
@@ -88,12 +88,6 @@ def pod_config(name: str, *, annotations: dict[str, str] | None = None,
     if port_mappings:
         cfg["port_mappings"] = port_mappings
     return cfg
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def ipv4_of(netns: str, ifname: str) -> list[ipaddress.IPv4Interface]:

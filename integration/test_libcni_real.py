@@ -33,7 +33,7 @@ import pytest
 
 from cri_net import libcni
 from integration.hostaudit import CNI_PLUGIN_DIR
-from integration.hostaudit import Audit, UniqueNet
+from integration.hostaudit import Audit, UniqueNet, free_port
 
 CRI_NET = Path(sys.executable).with_name("cri-net")
 PORTMAP = {"type": "portmap", "capabilities": {"portMappings": True}}
@@ -96,13 +96,6 @@ def nat_table() -> str:
 def dnat_lines(host_port: int) -> list[str]:
     """nat-table lines that forward ``host_port`` (portmap's per-container rules)."""
     return [ln for ln in nat_table().splitlines() if re.search(rf"--dports? {host_port}\b", ln)]
-
-
-def free_port() -> int:
-    """A TCP port nothing on the host listens on right now (for hostPort)."""
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def host_veth(result: libcni.Result100) -> str:

@@ -32,7 +32,7 @@ from cri_net.network import AttachError, NetworkApiConf, NetworkApiResult, Netwo
 from adaptors.cri import annotations as ann
 from integration import hostaudit
 from integration.hostaudit import CNI_PLUGIN_DIR
-from integration.hostaudit import Audit, UniqueNet, bridge_ports
+from integration.hostaudit import Audit, UniqueNet, bridge_ports, free_port
 from integration.tcpprobe import tcp_listener, tcp_ping_from
 
 CRI_NET = Path(sys.executable).with_name("cri-net")
@@ -141,12 +141,6 @@ def qdiscs(dev: str) -> str:
 
 def nat_table() -> str:
     return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 def only_ip(result: NetworkApiResult) -> ipaddress.IPv4Interface:

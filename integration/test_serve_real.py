@@ -31,7 +31,7 @@ from cri_net.cri.client import CRIClient
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb
 from adaptors.cri import annotations as ann
 from cri_net.server.sandbox import sandbox_id
-from integration.hostaudit import Audit, UniqueNet, bridge_ports
+from integration.hostaudit import Audit, UniqueNet, bridge_ports, free_port
 from integration.serve_fixture import (  # noqa: F401 - fixtures
     CRIServer,
     cri_server,
@@ -88,21 +88,6 @@ def is_nsfs_mount(path: Path) -> bool:
 
 def nat_table() -> str:
     return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
-
-
-_ISSUED_PORTS: set[int] = set()
-
-
-def free_port() -> int:
-    """A host port free now and never handed out before in this run: two live pods may not
-    map one host port (cri-net refuses the second), and the kernel may repeat an ephemeral one."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("0.0.0.0", 0))
-            port = int(s.getsockname()[1])
-        if port not in _ISSUED_PORTS:
-            _ISSUED_PORTS.add(port)
-            return port
 
 
 def pod_ip(c: CRIClient, sid: str) -> ipaddress.IPv4Address:
