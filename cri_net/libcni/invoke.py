@@ -10,15 +10,14 @@ from __future__ import annotations
 import errno
 import json
 import os
-import selectors
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from . import rawjson
 from .errors import CNIError, ErrorCode, PluginNotFoundError, PluginOutputTooLargeError, PluginTimeoutError
+from .spawn import Child, Deadline, TooMuchOutput
 
 # Go libcni retries "text file busy" up to 6 times, one second apart.
 BUSY_ATTEMPTS = 6
@@ -30,15 +29,6 @@ MAX_STDOUT = 16 << 20
 #: Stderr only ever feeds an error message: the first this-many bytes are kept, the rest read
 #: and dropped (so a chatty plugin never blocks on a full pipe).
 MAX_STDERR = 64 << 10
-_READ_CHUNK = 1 << 16
-
-
-class _Deadline(Exception):
-    """The plugin outlived its timeout (internal: turned into PluginTimeoutError)."""
-
-
-class _TooMuchOutput(Exception):
-    """The plugin's stdout passed MAX_STDOUT (internal: turned into PluginOutputTooLargeError)."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +42,13 @@ class PluginArgs:
     args: Sequence[tuple[str, str]] = ()
     path: Sequence[str] = field(default_factory=tuple)
 
-    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The runtime's environment plus the six CNI_* variables, always all set."""
+    def environ(self, base: Mapping[str, str] | None = None,
+                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`base` (default: the runtime's environment as it is now), then `extra`, then the six
+        CNI_* variables, always all set."""
         env = dict(os.environ if base is None else base)
+        if extra:
+            env.update(extra)
         env.update(
             CNI_COMMAND=self.command,
             CNI_CONTAINERID=self.container_id,
@@ -133,137 +127,57 @@ def plugin_error(returncode: int, stdout: bytes, stderr: bytes) -> CNIError:
 
 
 class Executor:
-    """Runs plugin binaries. `timeout` (seconds, None = no limit) bounds every run."""
+    """Runs plugin binaries. `timeout` (seconds, None = no limit) bounds every run. A plugin
+    sees `env` (default: the runtime's environment at the time of the run), with `extra_env`
+    on top, then the CNI_* variables."""
 
     def __init__(self, timeout: float | None = None, busy_wait: float = BUSY_WAIT_SECONDS,
                  env: Mapping[str, str] | None = None, max_stdout: int = MAX_STDOUT,
-                 max_stderr: int = MAX_STDERR) -> None:
+                 max_stderr: int = MAX_STDERR, extra_env: Mapping[str, str] | None = None) -> None:
         self.timeout = timeout
         self.busy_wait = busy_wait
         self.env = env
+        self.extra_env = dict(extra_env or {})
         self.max_stdout, self.max_stderr = max_stdout, max_stderr
 
     def run(self, plugin_path: str, stdin: bytes, args: PluginArgs) -> bytes:
         """Run the plugin; its stdout on success, a CNIError (or PluginTimeoutError) otherwise."""
-        env = args.environ(self.env)
+        env = args.environ(self.env, self.extra_env)
         bad = next((k for k, v in env.items() if "\0" in k or "\0" in v), None)
         if bad is not None:
             raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, f"{bad[:40]} contains a NUL byte")
         try:
-            proc = self._spawn_retrying(plugin_path, env)
+            child = self._spawn_retrying(plugin_path, env)
         except OSError as exc:
             raise CNIError(ErrorCode.INTERNAL, f"failed to run plugin {plugin_path}: {exc.strerror}") from None
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         try:
-            stdout, stderr = _communicate(proc, stdin, deadline, self.max_stdout, self.max_stderr)
-        except _Deadline:
-            self._kill(proc)
+            stdout, stderr = child.communicate(stdin, deadline, self.max_stdout, self.max_stderr)
+        except Deadline:
+            child.kill()
             raise PluginTimeoutError(plugin_path, args.command, self.timeout or 0) from None
-        except _TooMuchOutput:
-            self._kill(proc)
+        except TooMuchOutput:
+            child.kill()
             raise PluginOutputTooLargeError(plugin_path, args.command, self.max_stdout) from None
         except BaseException:
-            self._kill(proc)
+            child.kill()
             raise
-        if proc.returncode != 0:
-            raise plugin_error(proc.returncode, stdout, stderr)
+        if child.returncode != 0:
+            raise plugin_error(child.returncode or 0, stdout, stderr)
         return stdout
 
-    def _spawn_retrying(self, plugin_path: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn_retrying(self, plugin_path: str, env: dict[str, str]) -> Child:
         """Spawn; a binary still open for writing (ETXTBSY: being installed) is tried again,
         BUSY_ATTEMPTS times in all, `busy_wait` apart (a plain loop: a retry library costs
         every `cri-net cni` call ~15 ms of imports)."""
         for attempt in range(1, BUSY_ATTEMPTS + 1):
             try:
-                return self._spawn(plugin_path, env)
+                return Child(plugin_path, env)
             except OSError as exc:
                 if not _is_busy(exc) or attempt == BUSY_ATTEMPTS:
                     raise
             time.sleep(self.busy_wait)
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _spawn(plugin_path: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [plugin_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            # its own process group, so a timeout kills everything it forked; not a new session,
-            # which would also put every plugin in a new scheduler autogroup
-            env=env, close_fds=True, process_group=0,
-        )
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        """Kill the plugin and everything in its process group, then reap it. Its pipes are
-        closed unread: whatever it (or an escaped grandchild) still writes is not ours to buffer."""
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.kill()
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe:
-                try:
-                    pipe.close()
-                except OSError:  # a stdin write left unflushed: the reader is gone
-                    pass
-        proc.wait()
-
-
-def _communicate(proc: subprocess.Popen[bytes], stdin: bytes, deadline: float | None, max_stdout: int,
-                 max_stderr: int) -> tuple[bytes, bytes]:
-    """Feed `stdin` and read stdout and stderr in one poll loop on this thread, bounded by
-    `deadline` (monotonic) and by the output limits; then reap the plugin. Raises _Deadline
-    or _TooMuchOutput with the plugin still running (the caller kills it)."""
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    out: list[bytes] = []
-    err: list[bytes] = []
-    out_len = err_len = 0
-    stdin_fd, out_fd, err_fd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
-    view, sent = memoryview(stdin), 0
-    with selectors.PollSelector() as sel:  # poll: no extra fd per call, unlike epoll
-        if stdin:
-            os.set_blocking(stdin_fd, False)
-            sel.register(stdin_fd, selectors.EVENT_WRITE)
-        else:
-            proc.stdin.close()
-        sel.register(out_fd, selectors.EVENT_READ)
-        sel.register(err_fd, selectors.EVENT_READ)
-        while sel.get_map():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise _Deadline()
-            for key, _ in sel.select(remaining):
-                fd = key.fd
-                if fd == stdin_fd:
-                    try:
-                        sent += os.write(fd, view[sent:])
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:  # the plugin does not read its config: its business
-                        sent = len(view)
-                    if sent >= len(view):
-                        sel.unregister(fd)
-                        proc.stdin.close()
-                    continue
-                chunk = os.read(fd, _READ_CHUNK)
-                if not chunk:
-                    sel.unregister(fd)
-                elif fd == out_fd:
-                    out_len += len(chunk)
-                    if out_len > max_stdout:
-                        raise _TooMuchOutput()
-                    out.append(chunk)
-                elif err_len < max_stderr:
-                    chunk = chunk[:max_stderr - err_len]
-                    err_len += len(chunk)
-                    err.append(chunk)
-    proc.stdout.close()
-    proc.stderr.close()
-    try:
-        proc.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
-    except subprocess.TimeoutExpired:  # closed its pipes but kept running
-        raise _Deadline() from None
-    return b"".join(out), b"".join(err)
 
 
 @dataclass(frozen=True)

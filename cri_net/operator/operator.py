@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
-from collections import ChainMap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -75,7 +73,7 @@ class CNIOperator:
         self.hook_types = tuple(hook_types)
         self.hook_network = hook_network
         # plugins run with CALLER_ENV set, so a launcher reached anyway refuses instead of nesting
-        executor = TimedExecutor(timeout=timeout, env=ChainMap({CALLER_ENV: "1"}, os.environ))
+        executor = TimedExecutor(timeout=timeout, extra_env={CALLER_ENV: "1"})
         self.cni = CNI(bin_dirs, cache_dir=cache_dir, executor=executor, owner=owner)
         self.loopback = libcni.conf_list_from_bytes(LOOPBACK_CONFLIST, source="<built-in loopback>")
         self._networks = NetworkSet(conf_dir)
