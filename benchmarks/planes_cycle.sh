@@ -13,6 +13,9 @@
 #   BENCH_NETNS, BENCH_ID                 netns path, container id
 #   BENCH_PLANES                          "name|ifname|compact plugin JSON" per line, request order
 #   BENCH_CNI_VERSION, CNI_PATH (first dir holds the plugins)
+#   BENCH_PARALLEL=1                      the planes' ADDs run concurrently (after loopback), and
+#                                         their DELs (before loopback): the floor this machine's
+#                                         cores and kernel (RTNL) set for concurrent planes
 # Exit status 1 on the first plugin failure (its output on stderr); the caller cleans up.
 set -u
 bin=${CNI_PATH%%:*}
@@ -33,17 +36,40 @@ fail() {
 t0=$EPOCHREALTIME
 export CNI_COMMAND=ADD CNI_IFNAME=lo
 lo_out=$("$bin/loopback" <<<"$lo}") || fail loopback "$lo_out"
-for i in "${!names[@]}"; do
-    export CNI_IFNAME="${ifnames[$i]}"
-    out=$("$bin/bridge" <<<"${confs[$i]}}") || fail "${names[$i]}" "$out"
-    results[$i]=$out
-done
-t1=$EPOCHREALTIME
-export CNI_COMMAND=DEL
-for ((i = ${#names[@]} - 1; i >= 0; i--)); do
-    export CNI_IFNAME="${ifnames[$i]}"
-    out=$("$bin/bridge" <<<"${confs[$i]},\"prevResult\":${results[$i]}}") || fail "${names[$i]}" "$out"
-done
+if [ "${BENCH_PARALLEL:-0}" = 1 ]; then
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    pids=()
+    for i in "${!names[@]}"; do
+        CNI_IFNAME="${ifnames[$i]}" "$bin/bridge" <<<"${confs[$i]}}" >"$dir/$i" 2>&1 &
+        pids[$i]=$!
+    done
+    for i in "${!names[@]}"; do
+        wait "${pids[$i]}" || fail "${names[$i]}" "$(cat "$dir/$i")"
+        results[$i]=$(<"$dir/$i")
+    done
+    t1=$EPOCHREALTIME
+    export CNI_COMMAND=DEL
+    for i in "${!names[@]}"; do
+        CNI_IFNAME="${ifnames[$i]}" "$bin/bridge" <<<"${confs[$i]},\"prevResult\":${results[$i]}}" >"$dir/d$i" 2>&1 &
+        pids[$i]=$!
+    done
+    for i in "${!names[@]}"; do
+        wait "${pids[$i]}" || fail "${names[$i]}" "$(cat "$dir/d$i")"
+    done
+else
+    for i in "${!names[@]}"; do
+        export CNI_IFNAME="${ifnames[$i]}"
+        out=$("$bin/bridge" <<<"${confs[$i]}}") || fail "${names[$i]}" "$out"
+        results[$i]=$out
+    done
+    t1=$EPOCHREALTIME
+    export CNI_COMMAND=DEL
+    for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+        export CNI_IFNAME="${ifnames[$i]}"
+        out=$("$bin/bridge" <<<"${confs[$i]},\"prevResult\":${results[$i]}}") || fail "${names[$i]}" "$out"
+    done
+fi
 export CNI_IFNAME=lo
 out=$("$bin/loopback" <<<"$lo,\"prevResult\":$lo_out}") || fail loopback "$out"
 t2=$EPOCHREALTIME
