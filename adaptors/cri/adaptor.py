@@ -221,7 +221,8 @@ class CRIAdaptor(shared.OperatorBacked):
             kv(log, logging.WARNING, "pod detach incomplete", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, failures=len(failures))
             raise DetachError(failures)
-        kv(log, logging.INFO, "pod detached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id)
+        kv(log, logging.INFO, "pod detached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id,
+           networks=",".join(p.network for p in planes))
 
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = [p for p in self.known_planes(conf) if p.ifname != "lo"]

@@ -194,7 +194,8 @@ class CNIOperator:
                     exc.rollback_failures = [*rollback_failures(exc), failure]  # type: ignore[attr-defined]
                     exc.add_note(f"rollback DEL failed: {failure}")  # for a human reading the traceback
             raise
-        kv(log, logging.INFO, "attached plane", network=net.name, container=plane.container_id, ifname=plane.ifname)
+        # DEBUG: the adaptor logs the pod once at INFO, naming every network
+        kv(log, logging.DEBUG, "attached plane", network=net.name, container=plane.container_id, ifname=plane.ifname)
         return result
 
     def cached_plane_config(self, plane: PlaneRef) -> tuple[NetworkConfigList, RuntimeConf] | None:
@@ -232,7 +233,7 @@ class CNIOperator:
         self.cni.del_network_list(net, rt)
         if cached is not None and not rt.netns:
             sweep_masquerade(net.name, rt.container_id)  # plugins skip ipMasq teardown without a netns
-        kv(log, logging.INFO, "detached plane", network=plane.network, container=plane.container_id,
+        kv(log, logging.DEBUG, "detached plane", network=plane.network, container=plane.container_id,
            ifname=plane.ifname)
 
     def check_network_plane(self, plane: PlaneRef) -> None:
