@@ -2,6 +2,7 @@
 """Run every benchmark and write docs/PERFORMANCE.md.
 
     sudo .venv/bin/python benchmarks/run_all.py [--quick] [--out docs/PERFORMANCE.md] [--only NAME ...]
+                                                [--serve-pods 1000]
 
 Each benchmark runs as a subprocess with `--json` (and its quick variant with `--quick`); its
 last JSON line on stdout is collected. The report gives, per figure, the value, the target,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -464,6 +466,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"the report (default {DEFAULT_OUT}, relative to the repo)")
     p.add_argument("--only", nargs="+", choices=[b.name for b in BENCHES], help="run only these benchmarks")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 2 when a target is missed")
+    p.add_argument("--serve-pods", metavar="LIST",
+                   help="bench_serve's scale points (its --pods; default 1000,10000: the 10,000 point alone "
+                        "takes 20-40 minutes on 2 vCPUs)")
     p.add_argument("--save-run", metavar="FILE", help="also write the collected run (every JSON) to FILE")
     p.add_argument("--from-run", metavar="FILE", help="render the report from a --save-run FILE; run nothing")
     return p.parse_args(argv)
@@ -485,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, runner.on_signal)
     signal.signal(signal.SIGTERM, runner.on_signal)
     specs = [b for b in BENCHES if not args.only or b.name in args.only]
+    if args.serve_pods:
+        specs = [dataclasses.replace(b, full_args=(*b.full_args, "--pods", args.serve_pods))
+                 if b.name == "bench_serve" else b for b in specs]
     try:
         with host_lock():
             run, results = run_benchmarks(runner, specs, args, command)
