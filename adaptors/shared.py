@@ -53,7 +53,10 @@ def state(operator: CNIOperator, default: str | None) -> NetworkState:
         last_reload_error=operator.last_reload_error)
 
 
-def cached_attachments(operator: CNIOperator, container_id: str | None = None) -> list[Attachment]:
+def cached_attachments(operator: CNIOperator, container_id: str | None = None,
+                       with_results: bool = True) -> list[Attachment]:
+    """This adaptor's cached attachments; `with_results=False` skips reading each one's result
+    a second time (GC needs only who and where: at 10,000 pods that halves its start-up scan)."""
     out = []
     try:
         found = operator.own_attachments(container_id)
@@ -61,10 +64,12 @@ def cached_attachments(operator: CNIOperator, container_id: str | None = None) -
         kv(log, logging.WARNING, "cannot list cached attachments", error=str(exc))
         return []
     for a in found:
-        try:
-            result = operator.cni.cache.read_result(a.network, a.container_id, a.ifname)
-        except CNIError:
-            result = None
+        result = None
+        if with_results:
+            try:
+                result = operator.cni.cache.read_result(a.network, a.container_id, a.ifname)
+            except CNIError:
+                pass
         out.append(Attachment(a.network, a.container_id, a.ifname, a.netns, tuple(a.cni_args),
                               dict(a.capability_args), result))
     return out
@@ -117,7 +122,7 @@ def gc(operator: CNIOperator, stale: Callable[[Attachment], bool],
     Temp files a crash left in the cache are swept first."""
     remove_stale_temps(operator.cni.cache.results_dir)
     removed, failures = 0, []
-    for att in cached_attachments(operator):
+    for att in cached_attachments(operator, with_results=False):
         if not stale(att):
             continue
         with (hold or (lambda _: nullcontext()))(att.container_id):

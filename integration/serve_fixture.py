@@ -222,13 +222,15 @@ class CRIServer:
         return self.proc
 
     def start(self, timeout: float = START_TIMEOUT) -> CRIServer:
-        """Start and wait until Version answers on the socket."""
+        """Start and wait until Version answers on the socket and the start-up GC round (which
+        runs beside serving) has finished, so a test sees the settled state."""
+        rounds = self._gc_rounds_logged()
         proc = self.spawn()
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"cri-net serve exited with {proc.returncode} before serving:\n{self.log_tail()}")
-            if self.socket.exists() and _unix_socket_alive(self.socket):
+            if self.socket.exists() and _unix_socket_alive(self.socket) and self._gc_rounds_logged() > rounds:
                 try:
                     with CRIClient(str(self.socket), timeout=2.0):
                         return self
@@ -238,6 +240,10 @@ class CRIServer:
                 self.kill(signal.SIGKILL)
                 raise AssertionError(f"cri-net serve did not serve within {timeout}s:\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def _gc_rounds_logged(self) -> int:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text.count("start-up GC done") + text.count("start-up GC failed")
 
     def run_to_exit(self, timeout: float = START_TIMEOUT) -> tuple[int, str]:
         """Start a server that is expected to give up: (exit code, what this run logged)."""

@@ -87,6 +87,7 @@ class Env:
         self.servers.append(server)
         server.start()
         self.server = server
+        wait_for(lambda: server.gc_rounds >= 1, 60, "the start-up GC round")  # runs beside serving
         return server
 
     def stop(self) -> None:

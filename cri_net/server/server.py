@@ -107,6 +107,7 @@ class Server:
         self._stopped = threading.Event()
         self._bound = False
         self._gc_thread: threading.Thread | None = None
+        self.gc_rounds = 0  # finished GC rounds (tests wait for the start-up one)
 
     def start(self) -> None:
         start = time.monotonic()
@@ -117,7 +118,6 @@ class Server:
             claim_socket(path)
         self.observability.start()
         counts = self.manager.reconcile()
-        metrics.observe_gc(counts.get("stale_attachments", 0), ok=True)
         old_umask = os.umask(0o117)  # the socket is born 0660
         try:
             if self.grpc.add_insecure_port(f"unix://{self.path}") == 0:
@@ -129,9 +129,9 @@ class Server:
         os.chmod(self.path, 0o660)
         if self.cni_endpoint is not None:
             self.cni_endpoint.start()
-        if self.settings.gc_interval > 0:
-            self._gc_thread = threading.Thread(target=self._gc_loop, name="gc", daemon=True)
-            self._gc_thread.start()
+        # the first GC round (DELs that failed before the restart) runs now, beside serving
+        self._gc_thread = threading.Thread(target=self._gc_loop, name="gc", daemon=True)
+        self._gc_thread.start()
         self.observability.readiness.sockets_up()
         kv(log, logging.INFO, "serving", socket=self.path,
            cni_socket=self.cni_endpoint.path if self.cni_endpoint else "off", conf_dir=self.settings.conf_dir,
@@ -139,17 +139,25 @@ class Server:
            pods=len(self.manager.store.all()), startup_ms=round((time.monotonic() - start) * 1000), **counts)
 
     def _gc_loop(self) -> None:
-        """Retry failed DELs of removed pods every gc_interval seconds until stop()."""
-        while not self._stopped.wait(self.settings.gc_interval):
+        """Retry failed DELs of removed pods: once at start-up, then every gc_interval seconds
+        (0: start-up only) until stop()."""
+        first = True
+        while first or (self.settings.gc_interval > 0 and not self._stopped.wait(self.settings.gc_interval)):
+            what = "start-up GC" if first else "periodic GC"
+            start = time.monotonic()
             try:
                 removed = self.manager.gc_stale_attachments()
             except Exception as exc:  # noqa: BLE001 - a GC round must never end the server
-                kv(log, logging.ERROR, "periodic GC failed", error=str(exc))
+                kv(log, logging.ERROR, f"{what} failed", error=str(exc))
                 metrics.observe_gc(0, ok=False)
-                continue
-            metrics.observe_gc(removed, ok=True)
-            if removed:
-                kv(log, logging.INFO, "periodic GC removed stale attachments", count=removed)
+            else:
+                metrics.observe_gc(removed, ok=True)
+                if removed or first:
+                    kv(log, logging.INFO, f"{what} done", removed=removed,
+                       ms=round((time.monotonic() - start) * 1000))
+            finally:
+                first = False
+                self.gc_rounds += 1
 
     def stop(self, grace: float = GRACE_SECONDS) -> None:
         if self._stopped.is_set():
@@ -162,6 +170,8 @@ class Server:
         if self.cni_endpoint is not None:
             self.cni_endpoint.stop(grace)
         grpc_done.wait(grace + 1.0)
+        if self._gc_thread is not None:  # a GC round mid-DEL gets the same grace; the next start retries
+            self._gc_thread.join(grace)
         self.module.exit()
         self.observability.stop()
         if self._bound:  # never remove a socket that another server owns
