@@ -320,8 +320,14 @@ class CNI:
 
     def cached_attachments(self, container_id: str | None = None, owner: str | None = None) -> list[NetworkAttachment]:
         """Cached attachments, optionally one container's and only those tagged `owner`."""
-        found = self.cache.attachments(container_id)
-        return found if owner is None else [a for a in found if a.owner == owner]
+        return list(self.iter_cached_attachments(container_id, owner))
+
+    def iter_cached_attachments(self, container_id: str | None = None,
+                                owner: str | None = None) -> Iterator[NetworkAttachment]:
+        """`cached_attachments()` one file at a time (a listing error comes with the first item)."""
+        for a in self.cache.iter_attachments(container_id):
+            if owner is None or a.owner == owner:
+                yield a
 
 
 def _decode_result(stdout: bytes, conf_version: str) -> Result:

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -227,13 +228,18 @@ class ResultCache:
         A file that cannot be read (not a regular file, over the size limit) is skipped, logged
         once and appended to `unusable` as (path, reason); a file that is not cniCacheV1 (a
         legacy result, another tool's) is skipped silently."""
+        return list(self.iter_attachments(container_id, unusable))
+
+    def iter_attachments(self, container_id: str | None = None,
+                         unusable: list[tuple[str, str]] | None = None) -> Iterator[NetworkAttachment]:
+        """`attachments()` one at a time: the dir is listed first, each file read when its turn
+        comes (a GC of 10,000 attachments then never holds them all in memory)."""
         try:
             names = os.listdir(self.results_dir)
         except FileNotFoundError:
-            return []
+            return
         except OSError as exc:
             raise CacheError(f"failed to list cached results: {exc.strerror}", self.results_dir) from None
-        out = []
         part = f"-{container_id}-" if container_id else ""
         if part:  # one container's: sort its few names, not the whole dir (every attach asks this)
             names = [n for n in names if part in n]
@@ -258,12 +264,11 @@ class ResultCache:
                 continue
             if container_id and record.container_id != container_id:
                 continue
-            out.append(NetworkAttachment(
+            yield NetworkAttachment(
                 container_id=record.container_id, network=record.network_name, ifname=record.ifname,
                 config=record.config, netns=record.netns, cni_args=tuple(record.cni_args),
                 capability_args=record.capability_args, owner=record.owner,
-            ))
-        return out
+            )
 
 
 def _go_q(value: str) -> str:

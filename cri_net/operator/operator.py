@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from .. import libcni, metrics
 from ..plugin.wire import CALLER_ENV
@@ -148,6 +148,10 @@ class CNIOperator:
         """Cached attachments this operator's owner made (all of them when it has no owner):
         the only ones cri-net may DEL, check or report, since the cache dir is shared."""
         return self.cni.cached_attachments(container_id, owner=self.owner or None)
+
+    def iter_own_attachments(self) -> Iterator[NetworkAttachment]:
+        """`own_attachments()` of every container, one cache file at a time."""
+        return self.cni.iter_cached_attachments(owner=self.owner or None)
 
     def watch(self, poll_interval: float = 5.0) -> None:
         """Reload on changes in the conf dir (inotify, else polling) until `close()`."""
