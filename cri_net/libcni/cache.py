@@ -13,15 +13,18 @@ import base64
 import errno
 import logging
 import os
-from dataclasses import dataclass, field
-from collections.abc import Iterator
-from typing import Any, Iterable
 
 from .atomic import atomic_write, is_temp
+from .jsonshape import Value
 from .logfields import kv
 from . import rawjson
 from .errors import CacheError, CNIError, ErrorCode
 from .fileread import FileReadError, read_regular
+
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, Iterable
 
 log = logging.getLogger("cri_net.libcni")
 
@@ -158,19 +161,19 @@ def _object(value: Any, key: str) -> dict[str, Any]:
     raise ValueError(f"cache record {key!r} must be an object, not {type(value).__name__}")
 
 
-@dataclass(frozen=True)
-class NetworkAttachment:
-    """A cached attachment of a container to a network (Go's NetworkAttachment)."""
+class NetworkAttachment(Value):
+    """A cached attachment of a container to a network (Go's NetworkAttachment). `owner` is
+    the record's owner tag ("" when the writer set none: Go tools, `cri-net cni`)."""
 
-    container_id: str
-    network: str
-    ifname: str
-    config: bytes
-    netns: str = ""
-    cni_args: tuple[tuple[str, str], ...] = ()
-    capability_args: dict[str, Any] = field(default_factory=dict)
-    #: the record's owner tag ("" when the writer set none: Go tools, `cri-net cni`)
-    owner: str = ""
+    _fields = ("container_id", "network", "ifname", "config", "netns", "cni_args", "capability_args", "owner")
+
+    def __init__(self, container_id: str, network: str, ifname: str, config: bytes, netns: str = "",
+                 cni_args: tuple[tuple[str, str], ...] = (), capability_args: dict[str, Any] | None = None,
+                 owner: str = "") -> None:
+        d = self.__dict__
+        d["container_id"], d["network"], d["ifname"], d["config"], d["netns"] = container_id, network, ifname, config, netns
+        d["cni_args"], d["owner"] = cni_args, owner
+        d["capability_args"] = {} if capability_args is None else capability_args
 
 
 def _component(value: str, what: str) -> str:

@@ -12,7 +12,6 @@ and reports it: one broken file must never take a node's networking down.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
 if TYPE_CHECKING:
@@ -130,31 +129,33 @@ class NetConfListFile(_Document):
         return lst
 
 
-@dataclass(frozen=True)
-class PluginConfig:
+class PluginConfig(Value):
     """One plugin of a network: its typed view and the exact JSON text it was written as."""
 
-    network: NetConf
-    raw: str
+    _fields = ("network", "raw")
+
+    def __init__(self, network: NetConf, raw: str) -> None:
+        self.__dict__["network"], self.__dict__["raw"] = network, raw
 
     @property
     def type(self) -> str:
         return self.network.type
 
 
-@dataclass(frozen=True)
-class NetworkConfigList:
+class NetworkConfigList(Value):
     """A network: an ordered plugin chain with a name and a spec version."""
 
-    name: str
-    cni_version: str
-    plugins: tuple[PluginConfig, ...]
-    raw: bytes
-    disable_check: bool = False
-    disable_gc: bool = False
-    load_only_inlined_plugins: bool = False
-    source: str | None = None
-    capabilities: frozenset[str] = field(default=frozenset())
+    _fields = ("name", "cni_version", "plugins", "raw", "disable_check", "disable_gc", "load_only_inlined_plugins",
+               "source", "capabilities")
+
+    def __init__(self, name: str, cni_version: str, plugins: tuple[PluginConfig, ...], raw: bytes,
+                 disable_check: bool = False, disable_gc: bool = False, load_only_inlined_plugins: bool = False,
+                 source: str | None = None, capabilities: frozenset[str] = frozenset()) -> None:
+        d = self.__dict__
+        d["name"], d["cni_version"], d["plugins"], d["raw"] = name, cni_version, plugins, raw
+        d["disable_check"], d["disable_gc"], d["load_only_inlined_plugins"] = \
+            disable_check, disable_gc, load_only_inlined_plugins
+        d["source"], d["capabilities"] = source, capabilities
 
     @property
     def plugin_types(self) -> list[str]:
@@ -352,12 +353,13 @@ def load_file(path: str) -> NetworkConfigList:
     return conf_list_from_conf(plugin_conf_from_file(path), source=path)
 
 
-@dataclass(frozen=True)
-class SkippedFile:
+class SkippedFile(Value):
     """A config file that was not loaded, and why."""
 
-    path: str
-    reason: str
+    _fields = ("path", "reason")
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.__dict__["path"], self.__dict__["reason"] = path, reason
 
 
 def conf_files(conf_dir: str, extensions: Iterable[str] = ALL_EXTENSIONS,

@@ -4,7 +4,10 @@ formatter the application installs (cri-net's key=value or JSON) can print them.
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def kv(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
