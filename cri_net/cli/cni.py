@@ -102,7 +102,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
     p.add_argument("--bin-dir", dest="bin_dirs", action="append", default=None,
                    help="plugin dir, repeatable; replaces $CNI_PATH (cnitool has only CNI_PATH)")
-    p.set_defaults(func=run)
+    # what it logs comes from libcni alone, so logging is set up only if libcni has something to say
+    p.set_defaults(func=run, logs_only_through_libcni=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -79,13 +79,27 @@ def _command_of(argv: list[str]) -> str | None:
     return argv[0] if argv and argv[0] in known else None
 
 
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    from .. import log
+
+    log.setup(level, fmt)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
-    from .. import log
+    level, fmt = getattr(args, "log_level", None) or "warning", getattr(args, "log_format", None) or "text"
+    if getattr(args, "logs_only_through_libcni", False):
+        # set up when libcni first has a record at `level`: most runs never import logging
+        from ..libcni.logfields import configure_on_first_use
 
-    log.setup(getattr(args, "log_level", None) or "warning", getattr(args, "log_format", None) or "text")
+        configure_on_first_use(lambda: _setup_logging(level, fmt), _LEVELS[level])
+    else:
+        _setup_logging(level, fmt)
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:  # our own checks of the command line: exit 2 like argparse's

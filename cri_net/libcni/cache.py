@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import base64
 import errno
-import logging
 import os
 
 from .atomic import atomic_write, is_temp
 from .jsonshape import Value
-from .logfields import kv
+from .logfields import WARNING, LazyLogger, kv
 from . import rawjson
 from .errors import CacheError, CNIError, ErrorCode
 from .fileread import FileReadError, read_regular
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, Iterable
 
-log = logging.getLogger("cri_net.libcni")
+log = LazyLogger("cri_net.libcni")
 
 CACHE_KIND = "cniCacheV1"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -49,7 +48,7 @@ def _report_unusable(path: str, reason: str) -> None:
     if len(_reported) >= _REPORTED_LIMIT:
         _reported.clear()
     _reported.add(key)
-    kv(log, logging.WARNING, "skipping unusable cache file", file=path, reason=reason)
+    kv(log, WARNING, "skipping unusable cache file", file=path, reason=reason)
 
 
 #: A cache file's keys (Go's cachedInfo JSON names) -> CacheRecord's attribute names.

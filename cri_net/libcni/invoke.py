@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+
 from . import rawjson
 from .jsonshape import Value
 from .errors import CNIError, ErrorCode, PluginNotFoundError, PluginOutputTooLargeError, PluginTimeoutError
