@@ -62,7 +62,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `command` (a sub-command name), only that sub-command
     (the same parser for it: the top level has no options a sub-command reads)."""
     parser = Parser(prog="cri-net", description="A network hook for Kubernetes container runtimes.",
-                                     epilog="Exit codes: 0 ok, 1 failure, 2 usage error.")
+                    epilog="Exit codes: 0 ok, 1 failure, 2 usage error.")
     parser.add_argument("--version", action="version", version=f"cri-net {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="subcommand", required=True)
