@@ -108,5 +108,27 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_EXIT
 
 
+#: Sub-commands whose process has nothing to release once main() returns: no server, no
+#: threads, no atexit work (their files are closed and their children reaped by then).
+_NOTHING_TO_TEAR_DOWN = {"cni"}
+
+
+def console() -> None:
+    """The `cri-net` console script. A `cri-net cni` call, once main() has returned and its
+    output is flushed, ends with os._exit: the interpreter's teardown (freeing every module
+    and object) costs a process about to exit ~5 ms, an eighth of the budget of a cnitool
+    drop-in. Any other sub-command, or an exception, exits the ordinary way."""
+    argv = sys.argv[1:]
+    rc = main(argv)
+    if _command_of(argv) in _NOTHING_TO_TEAR_DOWN:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(rc)  # the ordinary exit reports a stdout it cannot write, as Python does
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,20 @@ def test_help_is_what_argparse_prints(columns: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cli_main, "Parser", argparse.ArgumentParser)
     assert ours == _helps(build_parser())
     assert len(ours) > 10
+
+
+def test_the_console_script_flushes_what_it_prints_before_its_fast_exit(fakecni: FakeCNI, conf_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    """`cri-net cni` skips the interpreter's teardown (os._exit): its stdout (a pipe, so
+    block-buffered) and stderr still arrive whole, and its exit status is main()'s."""
+    cli = Path(sysconfig.get_path("scripts")) / "cri-net"
+    env = {**os.environ, "NETCONFPATH": str(conf_dir), "CNI_PATH": str(fakecni.bin), **fakecni.env}
+    netns = str(tmp_path / "ns1")
+    add = subprocess.run([str(cli), "cni", "add", "net1", netns, "--cache-dir", str(fakecni.cache_dir)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert add.returncode == 0, add.stderr
+    assert json.loads(add.stdout)["cniVersion"] == "1.0.0" and add.stdout.endswith("}\n")
+    missing = subprocess.run([str(cli), "cni", "del", "nonet", netns, "--cache-dir", str(fakecni.cache_dir)],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr == f'no net configuration with name "nonet" in {conf_dir}\n'
