@@ -14,7 +14,7 @@ def host_local_dirs(networks: Iterable[Any]) -> Iterator[tuple[str, str]]:
     """(network, lease dir) of every loaded network whose chain uses host-local IPAM."""
     for net in networks:
         for plugin in net.plugins:
-            ipam = (plugin.network.model_extra or {}).get("ipam")
+            ipam = plugin.network.extra.get("ipam")
             if isinstance(ipam, dict) and ipam.get("type") == "host-local":
                 data_dir = ipam.get("dataDir") if isinstance(ipam.get("dataDir"), str) else HOST_LOCAL_DATA_DIR
                 yield net.name, os.path.join(data_dir or HOST_LOCAL_DATA_DIR, net.name)

@@ -297,40 +297,32 @@ class RecordingExecutor(libcni.Executor):
         return out
 
 
-class _DoneProc:
-    """What Executor.run needs of a Popen whose plugin answered at once: real pipes (its poll
-    loop reads them), stdout already written, stdin going to /dev/null."""
+class _DoneChild:
+    """What Executor.run needs of a spawned plugin that answered at once (spawn.Child's face)."""
 
     pid = -1
     returncode = 0
 
     def __init__(self, stdout: bytes) -> None:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        os.write(out_w, stdout)  # a result is far below the pipe buffer
-        os.close(out_w)
-        os.close(err_w)
-        self.stdin = open(os.devnull, "wb", buffering=0)  # noqa: SIM115 - closed by Executor
-        self.stdout = os.fdopen(out_r, "rb", buffering=0)
-        self.stderr = os.fdopen(err_r, "rb", buffering=0)
+        self.stdout = stdout
 
-    def wait(self, timeout: float | None = None) -> int:
-        return 0
+    def communicate(self, stdin: bytes, deadline: float | None, max_stdout: int, max_stderr: int) -> tuple[bytes, bytes]:
+        return self.stdout, b""
 
     def kill(self) -> None:
         pass
 
 
 class StubExecutor(libcni.Executor):
-    """Executor.run as is (env, retry wrapper, stdin, error decoding) but no fork/exec: the
+    """Executor.run as is (env, retry wrapper, stdin, error decoding) but no spawn: the
     plugin 'answers' instantly with what the real one printed. Measures libcni's own cost."""
 
     def __init__(self, outputs: dict[tuple[str, str], bytes]) -> None:
         super().__init__()
         self.outputs = outputs
 
-    def _spawn(self, plugin_path: str, env: dict[str, str]) -> Any:  # type: ignore[override]
-        return _DoneProc(self.outputs[(os.path.basename(plugin_path), env["CNI_COMMAND"])])
+    def _spawn_retrying(self, plugin_path: str, env: dict[str, str]) -> Any:  # type: ignore[override]
+        return _DoneChild(self.outputs[(os.path.basename(plugin_path), env["CNI_COMMAND"])])
 
 
 def run_stub(b: Bench, count: int, tag: str, cni: libcni.CNI) -> list[float]:

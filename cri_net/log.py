@@ -10,9 +10,12 @@ import json
 import logging
 import sys
 import time
-from typing import Any
 
 from .libcni.logfields import kv  # one convention for the library and the rest
+
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["KeyValueFormatter", "JSONFormatter", "setup", "kv"]
 

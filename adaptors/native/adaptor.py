@@ -91,7 +91,7 @@ class NativeAdaptor(shared.OperatorBacked):
                 raise InvalidRequestError("name", f"network {request.name!r} already exists")
             subnets, bridges = [], set(bridge.host_link_names())
             for net in self.operator.networks.networks:
-                plugin = net.plugins[0].network.model_extra or {}
+                plugin = net.plugins[0].network.extra
                 bridges.add(str(plugin.get("bridge", "")))
                 for rs in (plugin.get("ipam") or {}).get("ranges", []):
                     subnets += [ipaddress.ip_network(r["subnet"], strict=False) for r in rs if "subnet" in r]
@@ -142,7 +142,7 @@ class NativeAdaptor(shared.OperatorBacked):
             users = self.attached_containers(name)
             if users:
                 raise NetworkApiError(f"network {name!r} has attached containers: {', '.join(users)}")
-            plugin = net.plugins[0].network.model_extra or {}
+            plugin = net.plugins[0].network.extra
             bridge_name = str(plugin.get("bridge", ""))
             if bridge_name:
                 _delete_link(bridge_name)

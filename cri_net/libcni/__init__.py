@@ -6,7 +6,7 @@
     result = cni.add_network_list(net, libcni.RuntimeConf("ctr1", "/run/netns/x", "eth0"))
 
 Names are loaded on first use, so a caller that needs only `libcni.errors` or
-`libcni.version` (a CNI plugin answering VERSION) does not pay for pydantic and the rest.
+`libcni.version` (a CNI plugin answering VERSION) does not pay for the rest.
 """
 
 from __future__ import annotations

@@ -8,12 +8,10 @@ different containers at once; only GC of a network excludes ADD/DEL on that netw
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
 
 from . import conf as confmod
 from . import rawjson, version
@@ -23,9 +21,13 @@ from .errors import CNIError, ErrorCode, PluginError
 from .invoke import Executor, PluginArgs, PluginInfo, decode_version_info, find_in_path
 from .result import Result, convert, parse_result
 from .runtime import GCAttachment, RuntimeConf, validate_encodable, validate_runtime_conf
-from .logfields import kv
+from .logfields import DEBUG, INFO, WARNING, LazyLogger, kv
 
-log = logging.getLogger("cri_net.libcni")
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Sequence
+
+log = LazyLogger("cri_net.libcni")
 
 class _GCLocks:
     """Per-network reader/writer locks: ADD/DEL share, GC is exclusive."""
@@ -92,10 +94,10 @@ class CNI:
             )
             out = self.executor.run(path, stdin, args)
         except CNIError as exc:
-            kv(log, logging.INFO, "plugin failed", network=network, plugin=plugin.type, command=command,
+            kv(log, INFO, "plugin failed", network=network, plugin=plugin.type, command=command,
                container=rt.container_id if rt else "", error=str(exc))
             raise PluginError(plugin.type, command, network, exc) from exc
-        kv(log, logging.DEBUG, "plugin ran", network=network, plugin=plugin.type, command=command,
+        kv(log, DEBUG, "plugin ran", network=network, plugin=plugin.type, command=command,
            container=rt.container_id if rt else "", ms=round((time.monotonic() - start) * 1000, 2))
         return out
 
@@ -135,7 +137,7 @@ class CNI:
         try:
             return self._cached_result(network, cni_version, rt)
         except CNIError as exc:
-            kv(log, logging.WARNING, "ignoring unusable cached result", network=network,
+            kv(log, WARNING, "ignoring unusable cached result", network=network,
                container=rt.container_id, ifname=rt.ifname, error=str(exc))
             return None
 
@@ -169,7 +171,7 @@ class CNI:
         try:
             self.cache.delete(network, rt.container_id, rt.ifname)
         except CNIError as exc:
-            kv(log, logging.WARNING, "could not remove cached result after DEL", network=network,
+            kv(log, WARNING, "could not remove cached result after DEL", network=network,
                container=rt.container_id, ifname=rt.ifname, error=str(exc))
 
     def _check(self, network: str, cni_version: str, plugins: Sequence[PluginConfig], rt: RuntimeConf,

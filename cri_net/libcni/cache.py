@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import base64
 import errno
-import logging
 import os
-from dataclasses import dataclass, field
-from collections.abc import Iterator
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .atomic import atomic_write, is_temp
-from .logfields import kv
+from .jsonshape import Value
+from .logfields import WARNING, LazyLogger, kv
 from . import rawjson
 from .errors import CacheError, CNIError, ErrorCode
 from .fileread import FileReadError, read_regular
 
-log = logging.getLogger("cri_net.libcni")
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, Iterable
+
+log = LazyLogger("cri_net.libcni")
 
 CACHE_KIND = "cniCacheV1"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -48,46 +48,54 @@ def _report_unusable(path: str, reason: str) -> None:
     if len(_reported) >= _REPORTED_LIMIT:
         _reported.clear()
     _reported.add(key)
-    kv(log, logging.WARNING, "skipping unusable cache file", file=path, reason=reason)
+    kv(log, WARNING, "skipping unusable cache file", file=path, reason=reason)
 
 
-class CacheRecord(BaseModel):
-    """One cniCacheV1 file. `config` is the conflist bytes (base64 on disk)."""
+#: A cache file's keys (Go's cachedInfo JSON names) -> CacheRecord's attribute names.
+_KEYS = {"kind": "kind", "containerId": "container_id", "config": "config", "ifName": "ifname",
+         "networkName": "network_name", "netns": "netns", "cniArgs": "cni_args", "capabilityArgs": "capability_args",
+         "result": "result", OWNER_KEY: "owner"}
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    kind: str = CACHE_KIND
-    container_id: str = Field("", alias="containerId")
-    config: bytes = b""
-    ifname: str = Field("", alias="ifName")
-    network_name: str = Field("", alias="networkName")
-    netns: str = ""
-    cni_args: list[tuple[str, str]] = Field(default_factory=list, alias="cniArgs")
-    capability_args: dict[str, Any] = Field(default_factory=dict, alias="capabilityArgs")
-    result: dict[str, Any] = Field(default_factory=dict)
-    #: who made the attachment ("" for Go tools and plain libcni users)
-    owner: str = Field("", alias=OWNER_KEY)
+class CacheRecord:
+    """One cniCacheV1 file. `config` is the conflist bytes (base64 on disk).
 
-    @field_validator("config", mode="before")
+    The constructor checks and normalises its values as a decoded file needs (a ValueError
+    names the field), so `from_json` is the constructor under the file's key names."""
+
+    __slots__ = ("kind", "container_id", "config", "ifname", "network_name", "netns", "cni_args",
+                 "capability_args", "result", "owner")
+
+    def __init__(self, kind: str = CACHE_KIND, container_id: str = "", config: bytes | str | None = b"",
+                 ifname: str = "", network_name: str = "", netns: str = "",
+                 cni_args: Iterable[tuple[str, str]] | None = None, capability_args: dict[str, Any] | None = None,
+                 result: dict[str, Any] | None = None, owner: Any = "") -> None:
+        self.kind = _text(kind, "kind")
+        self.container_id = _text(container_id, "containerId")
+        self.config = _config_bytes(config)
+        self.ifname = _text(ifname, "ifName")
+        self.network_name = _text(network_name, "networkName")
+        self.netns = _text(netns, "netns")
+        self.cni_args = _cni_args(cni_args)
+        self.capability_args = _object(capability_args, "capabilityArgs")
+        self.result = _object(result, "result")
+        #: who made the attachment ("" for Go tools and plain libcni users)
+        self.owner = owner if isinstance(owner, str) else ""  # a foreign value is no claim of ours
+
     @classmethod
-    def _b64(cls, value: Any) -> bytes:
-        if value is None:
-            return b""
-        if isinstance(value, str):
-            return base64.b64decode(value, validate=True)
-        return value
+    def from_json(cls, doc: dict[str, Any]) -> CacheRecord:
+        """A record from a decoded cache file (Go's key names; unknown keys are ignored)."""
+        return cls(**{attr: doc[key] for key, attr in _KEYS.items() if key in doc})
 
-    @field_validator("cni_args", "capability_args", "result", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: Any, info: Any) -> Any:
-        if value is None:
-            return [] if info.field_name == "cni_args" else {}
-        return value
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not CacheRecord:
+            return NotImplemented
+        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
 
-    @field_validator("owner", mode="before")
-    @classmethod
-    def _owner_text(cls, value: Any) -> str:
-        return value if isinstance(value, str) else ""  # a foreign value is no claim of ours
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the pydantic model it replaced
+
+    def __repr__(self) -> str:
+        return "CacheRecord(" + ", ".join(f"{a}={getattr(self, a)!r}" for a in self.__slots__) + ")"
 
     def to_json(self) -> str:
         """Exactly what Go's json.Marshal(&cachedInfo) writes (field order, omitempty)."""
@@ -112,19 +120,59 @@ class CacheRecord(BaseModel):
         return "{" + ",".join(parts) + "}"
 
 
-@dataclass(frozen=True)
-class NetworkAttachment:
-    """A cached attachment of a container to a network (Go's NetworkAttachment)."""
+def _text(value: Any, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"cache record {key!r} must be a string, not {type(value).__name__}")
 
-    container_id: str
-    network: str
-    ifname: str
-    config: bytes
-    netns: str = ""
-    cni_args: tuple[tuple[str, str], ...] = ()
-    capability_args: dict[str, Any] = field(default_factory=dict)
-    #: the record's owner tag ("" when the writer set none: Go tools, `cri-net cni`)
-    owner: str = ""
+
+def _config_bytes(value: Any) -> bytes:
+    """The conflist: base64 text in a file (strictly decoded), bytes from a caller, null = none."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return base64.b64decode(value, validate=True)  # binascii.Error is a ValueError
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise ValueError(f"cache record 'config' must be base64 text, not {type(value).__name__}")
+
+
+def _cni_args(value: Any) -> list[tuple[str, str]]:
+    """[[K, V], ...]; null is none."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"cache record 'cniArgs' must be an array, not {type(value).__name__}")
+    out = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise ValueError(f"cache record 'cniArgs' entry {i} is not a pair of strings")
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def _object(value: Any, key: str) -> dict[str, Any]:
+    """A JSON object; null is empty."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise ValueError(f"cache record {key!r} must be an object, not {type(value).__name__}")
+
+
+class NetworkAttachment(Value):
+    """A cached attachment of a container to a network (Go's NetworkAttachment). `owner` is
+    the record's owner tag ("" when the writer set none: Go tools, `cri-net cni`)."""
+
+    _fields = ("container_id", "network", "ifname", "config", "netns", "cni_args", "capability_args", "owner")
+
+    def __init__(self, container_id: str, network: str, ifname: str, config: bytes, netns: str = "",
+                 cni_args: tuple[tuple[str, str], ...] = (), capability_args: dict[str, Any] | None = None,
+                 owner: str = "") -> None:
+        d = self.__dict__
+        d["container_id"], d["network"], d["ifname"], d["config"], d["netns"] = container_id, network, ifname, config, netns
+        d["cni_args"], d["owner"] = cni_args, owner
+        d["capability_args"] = {} if capability_args is None else capability_args
 
 
 def _component(value: str, what: str) -> str:
@@ -282,8 +330,8 @@ def decode_record(data: bytes) -> CacheRecord | None:
         obj = rawjson.loads(data)
         if not isinstance(obj, dict) or obj.get("kind") != CACHE_KIND:
             return None
-        return CacheRecord.model_validate(obj)
-    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return CacheRecord.from_json(obj)
+    except ValueError:  # not JSON, or a field of the wrong type
         return None
 
 

@@ -1,6 +1,6 @@
 """Network configuration files: finding, parsing, looking up by name, upconverting.
 
-Two file formats (pydantic models below): a single plugin conf (`.conf`/`.json`) and a
+Two file formats (NetConf and NetConfListFile below): a single plugin conf (`.conf`/`.json`) and a
 network config list (`.conflist`). Parsed objects keep the exact text each plugin was given
 by the operator (`PluginConfig.raw`) so that unknown keys reach the plugin untouched, and the
 list keeps its original bytes, which is what the result cache stores (as Go libcni does).
@@ -12,12 +12,14 @@ and reports it: one broken file must never take a node's networking down.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Iterable
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
+from . import jsonshape as shape
 from . import rawjson, version
+from .jsonshape import FieldError, Path, Value
 from .errors import ConfigError, NetworkNotFoundError, NoConfigsFoundError
 from .fileread import FileReadError, check_regular, read_regular
 
@@ -28,84 +30,142 @@ ALL_EXTENSIONS = LIST_EXTENSIONS + CONF_EXTENSIONS
 MAX_CONF_FILE_SIZE = 1 << 20
 
 
-def _lenient_bool(value: Any) -> Any:
+def _lenient_bool(value: Any, path: Path = ()) -> bool:
     """Go libcni accepts JSON bools or the strings "true"/"false" in any case."""
     if isinstance(value, str):
         lowered = value.lower()
         if lowered in ("true", "false"):
             return lowered == "true"
-        raise ValueError(f'invalid value "{lowered}"')
+        raise FieldError(path, f'invalid value "{lowered}"')
     if not isinstance(value, bool):
-        raise ValueError(f"invalid type {type(value).__name__}")
+        raise FieldError(path, f"invalid type {type(value).__name__}")
     return value
 
 
-LenientBool = Annotated[StrictBool, BeforeValidator(_lenient_bool)]
+class _Document(Value):
+    """A config object: the keys libcni reads, typed, and every other key kept in `extra`."""
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The keys libcni does not read, as decoded (they reach plugins as written: `PluginConfig.raw`)."""
+        return self.__dict__["_extra"]
+
+    @property
+    def model_extra(self) -> dict[str, Any]:
+        """`extra`, under the name it had when these were pydantic models."""
+        return self.__dict__["_extra"]
+
+    def __getattr__(self, name: str) -> Any:  # an extra key read as an attribute, as pydantic allowed
+        try:
+            return self.__dict__["_extra"][name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") from None
+
+    def _values(self) -> tuple[Any, ...]:
+        return (*super()._values(), self.__dict__["_extra"])
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Any:
+        """`from_dict`, under the name it had as a pydantic model (FieldError is a ValueError)."""
+        return cls.from_dict(data)  # type: ignore[attr-defined]
 
 
-class NetConf(BaseModel):
+class NetConf(_Document):
     """A plugin configuration object (the spec's "plugin configuration"); extra keys allowed."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    _fields = ("cniVersion", "name", "type", "capabilities")
 
-    cniVersion: StrictStr = ""
-    name: StrictStr = ""
-    type: StrictStr = ""
-    capabilities: dict[str, StrictBool] = Field(default_factory=dict)
+    def __init__(self, cniVersion: str = "", name: str = "", type: str = "",
+                 capabilities: dict[str, bool] | None = None, **extra: Any) -> None:
+        d = self.__dict__
+        d["cniVersion"], d["name"], d["type"] = cniVersion, name, type
+        d["capabilities"] = {} if capabilities is None else capabilities
+        d["_extra"] = extra
+
+    @classmethod
+    def from_dict(cls, doc: Any, path: Path = ()) -> NetConf:
+        """Check a decoded plugin config (FieldError names the first bad key, in field order)."""
+        doc = shape.obj(doc, path)
+        cni_version = shape.string(doc.get("cniVersion", ""), (*path, "cniVersion"))
+        name = shape.string(doc.get("name", ""), (*path, "name"))
+        type_ = shape.string(doc.get("type", ""), (*path, "type"))
+        caps = shape.obj(doc.get("capabilities", {}), (*path, "capabilities"))
+        for key, on in caps.items():
+            shape.boolean(on, (*path, "capabilities", key))
+        net = cls(cni_version, name, type_, caps)
+        net.__dict__["_extra"] = {k: v for k, v in doc.items() if k not in cls._fields}
+        return net
 
 
-class NetConfListFile(BaseModel):
+class NetConfListFile(_Document):
     """A `.conflist` document (spec 1.1.0 "network configuration")."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    _fields = ("name", "cniVersion", "cniVersions", "disableCheck", "disableGC", "loadOnlyInlinedPlugins", "plugins")
 
-    name: StrictStr
-    cniVersion: StrictStr = ""
-    cniVersions: list[StrictStr] | None = None
-    disableCheck: LenientBool = False
-    disableGC: LenientBool = False
-    loadOnlyInlinedPlugins: LenientBool = False
-    plugins: list[dict[str, Any]] | None = None
+    def __init__(self, name: str, cniVersion: str = "", cniVersions: list[str] | None = None,
+                 disableCheck: bool = False, disableGC: bool = False, loadOnlyInlinedPlugins: bool = False,
+                 plugins: list[dict[str, Any]] | None = None, **extra: Any) -> None:
+        d = self.__dict__
+        d["name"], d["cniVersion"], d["cniVersions"] = name, cniVersion, cniVersions
+        d["disableCheck"], d["disableGC"], d["loadOnlyInlinedPlugins"] = disableCheck, disableGC, loadOnlyInlinedPlugins
+        d["plugins"], d["_extra"] = plugins, extra
+
+    @classmethod
+    def from_dict(cls, doc: Any, path: Path = ()) -> NetConfListFile:
+        """Check a decoded list (FieldError names the first bad key, in field order)."""
+        doc = shape.obj(doc, path)
+        name = shape.string(shape.required(doc, "name", path), (*path, "name"))
+        cni_version = shape.string(doc.get("cniVersion", ""), (*path, "cniVersion"))
+        versions = doc.get("cniVersions")
+        if versions is not None:
+            versions = shape.strings(versions, (*path, "cniVersions"))
+        flags = [_lenient_bool(doc.get(key, False), (*path, key))
+                 for key in ("disableCheck", "disableGC", "loadOnlyInlinedPlugins")]
+        plugins = doc.get("plugins")
+        if plugins is not None:
+            plugins = [shape.obj(p, (*path, "plugins", i)) for i, p in enumerate(shape.array(plugins, (*path, "plugins")))]
+        lst = cls(name, cni_version, versions, *flags, plugins)
+        lst.__dict__["_extra"] = {k: v for k, v in doc.items() if k not in cls._fields}
+        return lst
 
 
-@dataclass(frozen=True)
-class PluginConfig:
+class PluginConfig(Value):
     """One plugin of a network: its typed view and the exact JSON text it was written as."""
 
-    network: NetConf
-    raw: str
+    _fields = ("network", "raw")
+
+    def __init__(self, network: NetConf, raw: str) -> None:
+        self.__dict__["network"], self.__dict__["raw"] = network, raw
 
     @property
     def type(self) -> str:
         return self.network.type
 
 
-@dataclass(frozen=True)
-class NetworkConfigList:
+class NetworkConfigList(Value):
     """A network: an ordered plugin chain with a name and a spec version."""
 
-    name: str
-    cni_version: str
-    plugins: tuple[PluginConfig, ...]
-    raw: bytes
-    disable_check: bool = False
-    disable_gc: bool = False
-    load_only_inlined_plugins: bool = False
-    source: str | None = None
-    capabilities: frozenset[str] = field(default=frozenset())
+    _fields = ("name", "cni_version", "plugins", "raw", "disable_check", "disable_gc", "load_only_inlined_plugins",
+               "source", "capabilities")
+
+    def __init__(self, name: str, cni_version: str, plugins: tuple[PluginConfig, ...], raw: bytes,
+                 disable_check: bool = False, disable_gc: bool = False, load_only_inlined_plugins: bool = False,
+                 source: str | None = None, capabilities: frozenset[str] = frozenset()) -> None:
+        d = self.__dict__
+        d["name"], d["cni_version"], d["plugins"], d["raw"] = name, cni_version, plugins, raw
+        d["disable_check"], d["disable_gc"], d["load_only_inlined_plugins"] = \
+            disable_check, disable_gc, load_only_inlined_plugins
+        d["source"], d["capabilities"] = source, capabilities
 
     @property
     def plugin_types(self) -> list[str]:
         return [p.type for p in self.plugins]
 
 
-def _validation_message(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    if err["type"] == "missing":
-        return f"missing '{where}'"
-    return f"invalid '{where}': {msg.removeprefix('Value error, ')}"
+def _validation_message(exc: FieldError) -> str:
+    if exc.missing:
+        return f"missing '{exc.where}'"
+    return f"invalid '{exc.where}': {exc.reason}"
 
 
 def _decode(data: bytes | str, source: str | None, what: str) -> tuple[str, Any]:
@@ -139,8 +199,8 @@ def _plugin_conf(text: str, obj: Any, source: str | None) -> PluginConfig:
     if not isinstance(obj, dict):
         raise ConfigError("error parsing configuration: not a JSON object", source)
     try:
-        net = NetConf.model_validate(obj)
-    except ValidationError as exc:
+        net = NetConf.from_dict(obj)
+    except FieldError as exc:
         raise ConfigError(f"error parsing configuration: {_validation_message(exc)}", source) from None
     if not net.type:
         raise ConfigError("error parsing configuration: missing 'type'", source)
@@ -198,8 +258,8 @@ def _conf_list(raw: bytes, text: str, obj: Any, source: str | None,
     if not isinstance(obj, dict):
         raise ConfigError("error parsing configuration list: not a JSON object", source)
     try:
-        doc = NetConfListFile.model_validate(obj)
-    except ValidationError as exc:
+        doc = NetConfListFile.from_dict(obj)
+    except FieldError as exc:
         msg = _validation_message(exc)
         if msg == "missing 'name'":
             msg = "no name"
@@ -293,12 +353,13 @@ def load_file(path: str) -> NetworkConfigList:
     return conf_list_from_conf(plugin_conf_from_file(path), source=path)
 
 
-@dataclass(frozen=True)
-class SkippedFile:
+class SkippedFile(Value):
     """A config file that was not loaded, and why."""
 
-    path: str
-    reason: str
+    _fields = ("path", "reason")
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.__dict__["path"], self.__dict__["reason"] = path, reason
 
 
 def conf_files(conf_dir: str, extensions: Iterable[str] = ALL_EXTENSIONS,

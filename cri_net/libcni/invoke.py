@@ -12,12 +12,15 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
 
 from . import rawjson
+from .jsonshape import Value
 from .errors import CNIError, ErrorCode, PluginNotFoundError, PluginOutputTooLargeError, PluginTimeoutError
 from .spawn import Child, Deadline, TooMuchOutput
+
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Sequence
 
 # Go libcni retries "text file busy" up to 6 times, one second apart.
 BUSY_ATTEMPTS = 6
@@ -31,16 +34,16 @@ MAX_STDOUT = 16 << 20
 MAX_STDERR = 64 << 10
 
 
-@dataclass(frozen=True)
-class PluginArgs:
+class PluginArgs(Value):
     """The CNI_* variables of one plugin run."""
 
-    command: str
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: Sequence[tuple[str, str]] = ()
-    path: Sequence[str] = field(default_factory=tuple)
+    _fields = ("command", "container_id", "netns", "ifname", "args", "path")
+
+    def __init__(self, command: str, container_id: str = "", netns: str = "", ifname: str = "",
+                 args: Sequence[tuple[str, str]] = (), path: Sequence[str] = ()) -> None:
+        d = self.__dict__
+        d["command"], d["container_id"], d["netns"], d["ifname"], d["args"], d["path"] = \
+            command, container_id, netns, ifname, args, path
 
     def environ(self, base: Mapping[str, str] | None = None,
                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -180,12 +183,13 @@ class Executor:
         raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(Value):
     """What a plugin said to VERSION."""
 
-    cni_version: str
-    supported_versions: tuple[str, ...]
+    _fields = ("cni_version", "supported_versions")
+
+    def __init__(self, cni_version: str, supported_versions: tuple[str, ...]) -> None:
+        self.__dict__["cni_version"], self.__dict__["supported_versions"] = cni_version, supported_versions
 
 
 def decode_version_info(stdout: bytes) -> PluginInfo:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from typing import Any
+
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -169,4 +171,6 @@ def _go_float(f: float) -> str:
     a = abs(f)
     if a != 0 and (a < 1e-6 or a >= 1e21):
         return re.sub(r"e-0(\d)$", r"e-\1", repr(f))  # Go: 1e-07 -> 1e-7
+    from decimal import Decimal  # floats are rare in a result or runtime args; decimal costs ~2 ms to import
+
     return format(Decimal(repr(f)).normalize(), "f")

@@ -5,32 +5,36 @@ dir or break the plugin's environment are refused, naming what is wrong."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
-
 from .errors import CNIError, ErrorCode
+from .jsonshape import Value
+
+TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 _VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 MAX_IFNAME_LEN = 15
 
 
-@dataclass(frozen=True)
-class RuntimeConf:
+class RuntimeConf(Value):
     """One attachment: which container, which netns, which interface, with which args."""
 
-    container_id: str
-    netns: str = ""
-    ifname: str = "eth0"
-    args: tuple[tuple[str, str], ...] = ()
-    capability_args: Mapping[str, Any] = field(default_factory=dict)
+    _fields = ("container_id", "netns", "ifname", "args", "capability_args")
+
+    def __init__(self, container_id: str, netns: str = "", ifname: str = "eth0",
+                 args: tuple[tuple[str, str], ...] = (), capability_args: Mapping[str, Any] | None = None) -> None:
+        d = self.__dict__
+        d["container_id"], d["netns"], d["ifname"], d["args"] = container_id, netns, ifname, args
+        d["capability_args"] = {} if capability_args is None else capability_args
 
 
-@dataclass(frozen=True)
-class GCAttachment:
+class GCAttachment(Value):
     """An attachment that GC must keep."""
 
-    container_id: str
-    ifname: str
+    _fields = ("container_id", "ifname")
+
+    def __init__(self, container_id: str, ifname: str) -> None:
+        self.__dict__["container_id"], self.__dict__["ifname"] = container_id, ifname
 
 
 def validate_container_id(container_id: str) -> None:

@@ -68,7 +68,7 @@ def load_networks(conf_dir: str, file_filter: FileFilter | None = None) -> Netwo
             skipped.append(SkippedFile(path, str(exc)))
             continue
         if not net.name:
-            net = dataclasses.replace(net, name=os.path.splitext(os.path.basename(path))[0])
+            net = net.replace(name=os.path.splitext(os.path.basename(path))[0])
         if net.name == RESERVED_NAME:
             skipped.append(SkippedFile(path, f"network name {net.name!r} is reserved for the built-in loopback"))
             continue

@@ -214,7 +214,7 @@ class CNIOperator:
                container=plane.container_id, error=str(exc))
             return None
         if net.name != record.network_name:  # e.g. a conf that had no name: its file name was used
-            net = dataclasses.replace(net, name=record.network_name)
+            net = net.replace(name=record.network_name)
         netns = plane.netns or record.netns
         netns = live_netns(netns)  # gone (or an unmounted leftover file): DEL still releases IPAM and host-side state
         rt = RuntimeConf(record.container_id, netns, record.ifname, tuple(record.cni_args), record.capability_args)
