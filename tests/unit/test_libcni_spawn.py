@@ -34,17 +34,32 @@ def run(path: str, stdin: bytes = b"") -> tuple[bytes, bytes, int | None]:
 
 
 def test_only_the_three_pipes_reach_the_plugin(tmp_path: Path) -> None:
+    """A descriptor our own parent left inheritable (here: passed to a fresh interpreter, as
+    a careless runtime might) does not reach the plugin, nor does any Python opened."""
+    probe = script(tmp_path, "exec ls /proc/self/fd\n")
+    report = tmp_path / "fds.json"
     r, w = os.pipe()
-    os.set_inheritable(r, True)  # as a careless caller (or our own parent) might leave one
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from cri_net.libcni.spawn import Child
+        inherited = os.get_inheritable({r})
+        mine = [os.open("/dev/null", os.O_RDONLY) for _ in range(3)][-1]  # Python's own: close-on-exec; above 3
+        child = Child({probe!r}, dict(os.environ))
+        out, _ = child.communicate(b"", None, 1 << 20, 1 << 16)
+        seen = sorted(int(x) for x in out.split())
+        with open({str(report)!r}, "w") as fh:
+            json.dump({{"inherited": inherited, "mine": mine, "seen": seen, "rc": child.returncode}}, fh)
+    """)
     try:
-        out, _, rc = run(script(tmp_path, "exec ls /proc/self/fd\n"))
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60, pass_fds=(r, w))
     finally:
         os.close(r)
         os.close(w)
-    assert rc == 0
-    fds = {int(x) for x in out.split()}
-    assert r not in fds and w not in fds
-    assert fds <= {0, 1, 2, 3}  # 3 is ls's own listing of the dir
+    got = json.loads(report.read_text())
+    assert got["inherited"] is True and got["rc"] == 0  # the set-up really passed it on
+    assert r not in got["seen"] and w not in got["seen"] and got["mine"] not in got["seen"]
+    assert set(got["seen"]) <= {0, 1, 2, 3}  # 3 is ls's own listing of the dir
 
 
 def test_signals_are_reset_and_unblocked_and_the_group_is_its_own(tmp_path: Path) -> None:
