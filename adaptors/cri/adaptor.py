@@ -7,9 +7,11 @@ validated before anything is attached; a failure rolls back what this request at
 network and plugin. Detach is best effort over every plane known
 from the cache or the request, in reverse order, and succeeds when everything is gone.
 
-Capability args (port mappings, bandwidth, IP ranges, DNS) go to the default network only:
-two planes mapping the same host port, or shaping the same pod twice, would be wrong. Extra
-planes get the pod annotations capability.
+The pod's capability args (port mappings, bandwidth, IP ranges, DNS) go to the default
+network only: two planes mapping the same host port, or shaping the same pod twice, would be
+wrong. Extra planes get the pod annotations capability, plus what a Multus selection asks of
+its own attachment (multus_planes.py); a Multus `default-route` is set in the netns once
+every plane is attached, and its failure rolls the pod back like a plane's.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ args, `CNI_ARGS` pairs), so that:
   the extra-network list), while its annotation names stay accepted for compatibility.
 
 The parsers of each kind of input live beside this module (`reading`, `quantity`, `ports`,
-`ranges`); this one puts them together into a pod's capabilities, CNI_ARGS and extra planes.
+`ranges`, `multus`); this one puts them together into a pod's capabilities, CNI_ARGS and extra planes.
 """
 
 from __future__ import annotations
