@@ -28,6 +28,7 @@ from typing import Any, Final
 from cri_net.libcni import NetworkConfigList
 from cri_net.network.capabilities import CAP_BANDWIDTH, CAP_PORT_MAPPINGS
 from cri_net.network.errors import InvalidRequestError, NetworkApiError
+from cri_net.operator import NetworkSet
 
 from . import host_ports
 from .multus import Selection
@@ -68,10 +69,10 @@ def allowed_namespaces(net: NetworkConfigList) -> list[str]:
     return list(entries)
 
 
-def resolve(selections: Sequence[Selection], networks: Mapping[str, NetworkConfigList] | Any,
-            pod_namespace: str, default_name: str, default_interface: str) -> list[ResolvedSelection]:
-    """Bind each selection to a loaded network; `networks.get(name)` finds one.
-    Raises InvalidRequestError naming `<annotation>[i].<field>`."""
+def resolve(selections: Sequence[Selection], networks: NetworkSet, pod_namespace: str, default_name: str,
+            default_interface: str) -> list[ResolvedSelection]:
+    """Bind each selection to a loaded network. Raises InvalidRequestError naming
+    `<annotation>[i].<field>` (NetworkApiError for a malformed `criNet.namespaces`)."""
     out: list[ResolvedSelection] = []
     for sel in selections:
         if sel.name == default_name:
@@ -79,7 +80,7 @@ def resolve(selections: Sequence[Selection], networks: Mapping[str, NetworkConfi
                                                          f"{default_interface} already")
         net = networks.get(sel.name)
         if net is None:
-            names = ", ".join(getattr(networks, "names", ())) or "none"
+            names = ", ".join(networks.names) or "none"
             raise InvalidRequestError(f"{sel.key}.name", f"unknown network {sel.name!r} (there are no "
                                                          f"NetworkAttachmentDefinitions on a node: networks are the "
                                                          f"conf dir's; loaded: {names})")

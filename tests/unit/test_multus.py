@@ -374,3 +374,22 @@ def test_network_status_shape():
     assert network_status([old], "eth0", pod_namespace="default")[0]["name"] == "default/x"
     assert network_status([old], "eth0", {"net1": "t2"}, "default")[0]["name"] == "t2/x"
 
+
+
+def test_combined_result_lists_every_interface_and_the_default_route_where_it_went():
+    """What cri-net-cni answers a runtime: every interface and its addresses, default first;
+    the default interface's routes plus the default route a `default-route` moved."""
+    from types import SimpleNamespace
+
+    from cri_net.plugin.handler import combined_result
+
+    routes = [default_route.DefaultRoute("net1", "10.9.8.1")]
+    eth0 = NetworkApiResult(name="net", interface="eth0", ips=["10.88.0.5/16"], gateways=["10.88.0.1"],
+                            mac="0a:58:0a:58:00:05", routes=[{"dst": "0.0.0.0/0", "gw": "10.88.0.1"},
+                                                             {"dst": "10.0.0.0/8", "gw": "10.88.0.1"}])
+    net1 = NetworkApiResult(name="x", interface="net1", ips=["10.9.8.7/24"], mac="02:aa:bb:cc:dd:ee")
+    inv = SimpleNamespace(netns="/run/netns/p", ifname="eth0", cni_version="1.0.0")
+    out = combined_result(inv, default_route.adjust([eth0, net1], routes))  # type: ignore[arg-type]
+    assert [i["name"] for i in out["interfaces"]] == ["eth0", "net1"]
+    assert [(ip["interface"], ip["address"]) for ip in out["ips"]] == [(0, "10.88.0.5/16"), (1, "10.9.8.7/24")]
+    assert out["routes"] == [{"dst": "10.0.0.0/8", "gw": "10.88.0.1"}, {"dst": "0.0.0.0/0", "gw": "10.9.8.1"}]
