@@ -205,14 +205,16 @@ def assert_names_input(exc: ann.AnnotationError | InvalidRequestError, annotatio
     key = exc.key
     cri = ("port_mappings[", "dns_config.", "pod_cidr", "metadata.", "sandbox_id", "config.", "default_interface",
            "pod_id", "netns_path")
-    multus = ann.MULTUS_NETWORKS_ANNOTATION
-    if key.startswith(multus + "[") and multus in annotations:
-        assert multus_entry_index(key) < multus_entries(annotations[multus]), key
+    if key.startswith(MULTUS + "[") and MULTUS in annotations:
+        assert multus_entry_index(key) < multus_entries(annotations[MULTUS]), key
         assert str(exc).startswith(f"{key}: "), str(exc)
         return
     assert key in annotations or repr(key) in {repr(k) for k in annotations} or key.startswith(cri), \
         f"error key {key!r} names no input (annotations: {sorted(map(repr, annotations))[:6]})"
     assert str(exc).startswith(f"{key}: "), str(exc)
+
+
+MULTUS = ann.MULTUS_NETWORKS_ANNOTATION
 
 
 def multus_entry_index(key: str) -> int:
