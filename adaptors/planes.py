@@ -58,8 +58,9 @@ def attach_all(operator: CNIOperator, container_id: str, netns: str,
     """Loopback (unless the runtime does it, or it is attached already), then the planes:
     one after another, or with `parallel` concurrently (each is its own plugin chain on its
     own interface), then `finish` (a step on the attached pod, e.g. its default route, blamed
-    on the given plane when it fails). On a failure, what has not started is cancelled, what runs is waited for,
-    and every plane this call attached is DELed in reverse request order (loopback last);
+    on the given plane when it fails). On a failure, what has not started is cancelled, what
+    runs is waited for, and every plane this call attached is DELed in reverse request order
+    (loopback last);
     raises one AttachError naming the first failing plane in request order, its plugin, and
     every other failure."""
     lo = PlaneRef(operator.loopback.name, container_id, netns, "lo")
