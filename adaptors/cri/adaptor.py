@@ -192,7 +192,14 @@ class CRIAdaptor(shared.OperatorBacked):
                                          conf.default_interface)
         multus_planes.check_against(resolved, caps.get(annotations.CAP_PORT_MAPPINGS) or [])
         routes: list[default_route.DefaultRoute] = []
+        base_keys = {k for k, _ in cni_args}
         for r in resolved:
+            clash = next((k for k, _ in r.args if k in base_keys), None)
+            if clash is not None:  # Go plugins read a repeated CNI_ARGS key last-wins: refuse, never guess
+                field = {"IP": "ips", "MAC": "mac"}.get(clash, f"cni-args.{clash}")
+                raise InvalidRequestError(f"{r.selection.key}.{field}", f"CNI_ARGS key {clash!r} is set for every "
+                                                                        "plane already (pod identity or a "
+                                                                        "cniargs extension annotation)")
             add(f"{r.selection.key}.interface", r.network, r.selection.interface, cni_args + list(r.args),
                 {**extra_caps, **r.capabilities}, r.namespace)
             routes += [default_route.DefaultRoute(r.selection.interface, gw) for gw in r.selection.default_route]

@@ -393,3 +393,20 @@ def test_combined_result_lists_every_interface_and_the_default_route_where_it_we
     assert [i["name"] for i in out["interfaces"]] == ["eth0", "net1"]
     assert [(ip["interface"], ip["address"]) for ip in out["ips"]] == [(0, "10.88.0.5/16"), (1, "10.9.8.7/24")]
     assert out["routes"] == [{"dst": "10.0.0.0/8", "gw": "10.88.0.1"}, {"dst": "0.0.0.0/0", "gw": "10.9.8.1"}]
+
+
+@pytest.mark.parametrize("annotations, key", [
+    ({"extension.network.kubernetes.io/cniargs/x": "foo=1", KEY: js({"name": "ext-args", "cni-args": {"foo": "2"}})},
+     f"{KEY}[0].cni-args.foo"),
+    ({"extension.network.kubernetes.io/cniargs/x": "IP=10.0.0.9/24", KEY: js({"name": "ext-args",
+                                                                             "ips": ["10.7.0.5/24"]})},
+     f"{KEY}[0].ips"),
+])
+def test_cni_args_key_set_twice_refused(env, annotations, key):
+    """A repeated CNI_ARGS key is read last-wins by Go plugins: refused instead."""
+    multus_env(env)
+    a = env.adaptor()
+    with pytest.raises(InvalidRequestError) as exc:
+        a.attach(env.conf(annotations=annotations))
+    assert exc.value.key == key and "set for every plane already" in exc.value.reason
+    assert env.fake.calls() == []
