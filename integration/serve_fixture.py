@@ -379,12 +379,12 @@ class CRIServer:
             info = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""
             if info != "veth":
                 return True  # another bridge, or a device our pods never get (only ifb, by name)
-            master_index = link.get("master") or link.get_attr("IFLA_MASTER")
+            master_index = link.get("master")
+            master = None
             if master_index:
-                try:
+                with contextlib.suppress(NetlinkError):  # its master just went: judged as on no bridge
                     [master] = ipr.link("get", index=master_index)
-                except NetlinkError:
-                    return True  # its bridge went away with it
+            if master is not None:
                 return master.get("ifname") != self.net.bridge
         # On no bridge: ours only if its peer is in another namespace (a pod's eth0); a pair
         # with both ends on the host is someone's test veth.
