@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from typing import Any
 
 from cri_net import libcni
@@ -53,11 +54,13 @@ MAX_PLANE_WORKERS = 8
 
 def attach_all(operator: CNIOperator, container_id: str, netns: str,
                planes: list[tuple[NetworkConfigList, PlaneRef]], loopback: bool = True,
-               parallel: bool = False) -> None:
+               parallel: bool = False, finish: tuple[PlaneRef, Callable[[], None]] | None = None) -> None:
     """Loopback (unless the runtime does it, or it is attached already), then the planes:
     one after another, or with `parallel` concurrently (each is its own plugin chain on its
-    own interface). On a failure, what has not started is cancelled, what runs is waited for,
-    and every plane this call attached is DELed in reverse request order (loopback last);
+    own interface), then `finish` (a step on the attached pod, e.g. its default route, blamed
+    on the given plane when it fails). On a failure, what has not started is cancelled, what
+    runs is waited for, and every plane this call attached is DELed in reverse request order
+    (loopback last);
     raises one AttachError naming the first failing plane in request order, its plugin, and
     every other failure."""
     lo = PlaneRef(operator.loopback.name, container_id, netns, "lo")
@@ -74,6 +77,11 @@ def attach_all(operator: CNIOperator, container_id: str, netns: str,
             for net, plane in planes:
                 _attach_one(operator, net, plane)
                 attached.append(plane)
+        if finish is not None:
+            try:
+                finish[1]()
+            except Exception as exc:  # whatever went wrong, nothing may stay half-attached
+                raise _PlaneFailed(finish[0], exc) from exc
     except _PlaneFailed as failed:
         failures = detach_all(operator, list(reversed(attached + failed.attached)))
         raise AttachError(failed.plane.network, failed.plane.ifname, failed.cause,

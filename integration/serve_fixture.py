@@ -372,19 +372,26 @@ class CRIServer:
         if name == self.net.bridge or name in {ifb_name(self.net.name, i) for i in self.pod_ids()}:
             return False
         from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
 
+        # one link (and its master) asked of the kernel by name: an audit asks about every
+        # new link, and on a host where another run churns thousands of veths a full dump
+        # per link would take minutes
         with IPRoute() as ipr:
-            links = {m["index"]: m for m in ipr.get_links()}
-        by_name = {m.get("ifname"): m for m in links.values()}
-        link = by_name.get(name)
-        if link is None:
-            return True  # gone since the snapshot: not left behind by anyone
-        info = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""
-        if info != "veth":
-            return True  # another bridge, or a device our pods never get (only ifb, by name)
-        master = links.get(link.get("master") or -1)
-        if master is not None:
-            return master.get("ifname") != self.net.bridge
+            try:
+                [link] = ipr.link("get", ifname=name)
+            except NetlinkError:
+                return True  # gone since the snapshot: not left behind by anyone
+            info = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""
+            if info != "veth":
+                return True  # another bridge, or a device our pods never get (only ifb, by name)
+            master_index = link.get("master")
+            master = None
+            if master_index:
+                with contextlib.suppress(NetlinkError):  # its master just went: judged as on no bridge
+                    [master] = ipr.link("get", index=master_index)
+            if master is not None:
+                return master.get("ifname") != self.net.bridge
         # On no bridge: ours only if its peer is in another namespace (a pod's eth0); a pair
         # with both ends on the host is someone's test veth.
         return link.get("IFLA_LINK_NETNSID") is None

@@ -470,7 +470,9 @@ def test_ip_preference(env, pref, order, ip, rest):
     assert [p.ip for p in net.additional_ips] == rest
 
 
-def test_extra_network_ips_are_additional(env):
+def test_extra_network_ips_are_in_network_status_not_additional(env):
+    """As containerd: additional_ips are the default interface's; an extra plane's addresses
+    are reported in the Multus-shaped network-status."""
     env.write_conf("fake-a", name="net1")
     env.write_conf("fake-b", name="net2")
     env.fake.script("fake-a", "ADD", result=result_100("10.1.0.5/24"))
@@ -481,9 +483,13 @@ def test_extra_network_ips_are_additional(env):
     seq = env.fake.sequence()  # loopback first, then the planes (concurrently: parallel_attach)
     assert seq[0] == ("loopback", "ADD") and sorted(seq[1:]) == [("fake-a", "ADD"), ("fake-b", "ADD")]
     assert cni_calls(env.fake, "ADD", "fake-b")[0]["env"]["CNI_IFNAME"] == "net2a"
-    net = client.inspectp(sid).status.network
+    resp = client.inspectp(sid, verbose=True)
+    net = resp.status.network
     assert net.ip == "10.1.0.5"
-    assert [p.ip for p in net.additional_ips] == ["192.168.9.9"]
+    assert [p.ip for p in net.additional_ips] == []
+    status = json.loads(resp.info["k8s.v1.cni.cncf.io/network-status"])
+    assert [(s["name"], s["interface"], s["ips"], s["default"]) for s in status] == [
+        ("net1", "eth0", ["10.1.0.5"], True), ("default/net2", "net2a", ["192.168.9.9"], False)]
     client.rmp(sid)
     dels = [(c["name"], c["env"]["CNI_IFNAME"]) for c in cni_calls(env.fake, "DEL")]
     assert sorted(dels[:2]) == [("fake-a", "eth0"), ("fake-b", "net2a")] and dels[2] == ("loopback", "lo")
@@ -498,7 +504,10 @@ def test_pod_sandbox_status_runs_no_plugin_and_verbose_is_json(ready):
         resp = client.inspectp(sid, verbose=True)
     assert len(env.fake.calls()) == n
     info = {k: json.loads(v) for k, v in resp.info.items()}
-    assert set(info) == {"netns", "planes", "cniResults", "cniArgs", "capabilityArgs"}
+    assert set(info) == {"netns", "planes", "cniResults", "cniArgs", "capabilityArgs",
+                         "k8s.v1.cni.cncf.io/network-status"}
+    assert info["k8s.v1.cni.cncf.io/network-status"] == [
+        {"name": "net1", "interface": "eth0", "ips": ["10.22.0.5"], "default": True, "dns": {}}]
     assert info["netns"] == str(env.netns_dir / sid)
     assert info["planes"][0]["name"] == "net1" and info["planes"][0]["interface"] == "eth0"
     assert info["planes"][0]["ips"] == ["10.22.0.5/16"]

@@ -7,14 +7,17 @@ validated before anything is attached; a failure rolls back what this request at
 network and plugin. Detach is best effort over every plane known
 from the cache or the request, in reverse order, and succeeds when everything is gone.
 
-Capability args (port mappings, bandwidth, IP ranges, DNS) go to the default network only:
-two planes mapping the same host port, or shaping the same pod twice, would be wrong. Extra
-planes get the pod annotations capability.
+The pod's capability args (port mappings, bandwidth, IP ranges, DNS) go to the default
+network only: two planes mapping the same host port, or shaping the same pod twice, would be
+wrong. Extra planes get the pod annotations capability, plus what a Multus selection asks of
+its own attachment (multus_planes.py); a Multus `default-route` is set in the netns once
+every plane is attached, and its failure rolls the pod back like a plane's.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from cri_net import libcni
 from cri_net.config import Settings
@@ -31,7 +34,7 @@ from cri_net.operator.primary import find_primary
 from .. import NATIVE_FILE_PREFIX, leases, shared, status
 from ..listing import filter_infos, network_info
 from ..planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
-from . import annotations, default_network, host_ports, ip_ranges
+from . import annotations, default_network, default_route, host_ports, ip_ranges, multus_planes
 
 log = logging.getLogger("cri_net.adaptors.cri")
 
@@ -40,6 +43,16 @@ POD_ANNOTATIONS_CAP = annotations.CAP_POD_ANNOTATIONS
 #: hands to cri-net through its CNI hook
 OWNER_POD = "cri-net/pod"
 OWNER_HOOK = "cri-net/cni"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one request attaches: the planes in order (loopback excluded), the default routes
+    Multus selections ask for, and the namespace each extra plane is reported under."""
+
+    planes: list[tuple[NetworkConfigList, PlaneRef]]
+    routes: list[default_route.DefaultRoute] = field(default_factory=list)
+    namespaces: dict[str, str] = field(default_factory=dict)  # ifname -> namespace
 
 
 class CRIAdaptor(shared.OperatorBacked):
@@ -123,14 +136,20 @@ class CRIAdaptor(shared.OperatorBacked):
     def plan(self, conf: NetworkApiConf, for_detach: bool = False) -> list[tuple[NetworkConfigList, PlaneRef]]:
         """Validate `conf` and return the planes to attach, in order (loopback excluded).
         `for_detach`: the netns may be gone already (e.g. containerd's second DEL)."""
+        return self.full_plan(conf, for_detach).planes
+
+    def full_plan(self, conf: NetworkApiConf, for_detach: bool = False) -> Plan:
+        """`plan`, with the default routes and the extra planes' namespaces."""
         validate_target(conf, need_netns=not for_detach)
         try:
             libcni.validate_interface_name(conf.default_interface)
         except CNIError as exc:
             raise InvalidRequestError("default_interface", str(exc)) from None
+        reserved = ("lo", conf.default_interface)
         try:
             extras = list(conf.extra_nets) + list(annotations.parse_extra_networks(
-                conf.annotations, reserved_interfaces=("lo", conf.default_interface)))
+                conf.annotations, reserved_interfaces=reserved))
+            selections = annotations.parse_multus_networks(conf.annotations, reserved_interfaces=reserved)
             cni_args = annotations.build_cni_args(conf.namespace, conf.name, conf.pod_id, conf.pod_uid,
                                                   conf.annotations)
             default = self.default_network()
@@ -142,8 +161,23 @@ class CRIAdaptor(shared.OperatorBacked):
             raise InvalidRequestError(exc.key, exc.reason) from None
         cni_args += [(k, v) for k, v in conf.args.items() if k not in {a for a, _ in cni_args}]
         caps = merge_direct_caps(conf.capabilities, caps)
+        extra_caps = {POD_ANNOTATIONS_CAP: caps[POD_ANNOTATIONS_CAP]} if POD_ANNOTATIONS_CAP in caps else {}
         planes: list[tuple[NetworkConfigList, PlaneRef]] = []
+        namespaces: dict[str, str] = {}
         used = {"lo", conf.default_interface}
+
+        def add(key: str, net: NetworkConfigList, ifname: str, args: list[tuple[str, str]],
+                plane_caps: dict[str, object], namespace: str) -> None:
+            if ifname in used:
+                raise InvalidRequestError(key, f"interface {ifname!r} is already used in this pod")
+            try:
+                libcni.validate_interface_name(ifname)
+            except CNIError as exc:
+                raise InvalidRequestError(key, str(exc)) from None
+            used.add(ifname)
+            namespaces[ifname] = namespace
+            planes.append((net, PlaneRef(net.name, conf.pod_id, conf.netns_path, ifname, tuple(args), plane_caps)))
+
         for i, extra in enumerate(extras):
             key = f"{annotations.EXTRA_NETWORKS_ANNOTATION}[{i}]"
             if extra.name == default.name:
@@ -153,28 +187,39 @@ class CRIAdaptor(shared.OperatorBacked):
             if net is None:
                 raise InvalidRequestError(key, f"unknown network {extra.name!r} (loaded: "
                                                f"{', '.join(self.operator.networks.names) or 'none'})")
-            if extra.interface in used:
-                raise InvalidRequestError(key, f"interface {extra.interface!r} is already used in this pod")
-            try:
-                libcni.validate_interface_name(extra.interface)
-            except CNIError as exc:
-                raise InvalidRequestError(key, str(exc)) from None
-            used.add(extra.interface)
-            extra_caps = {POD_ANNOTATIONS_CAP: caps[POD_ANNOTATIONS_CAP]} if POD_ANNOTATIONS_CAP in caps else {}
-            planes.append((net, PlaneRef(net.name, conf.pod_id, conf.netns_path, extra.interface,
-                                         tuple(cni_args), extra_caps)))
+            add(key, net, extra.interface, cni_args, extra_caps, conf.namespace)
+        resolved = multus_planes.resolve(selections, self.operator.networks, conf.namespace, default.name,
+                                         conf.default_interface)
+        multus_planes.check_against(resolved, caps.get(annotations.CAP_PORT_MAPPINGS) or [])
+        routes: list[default_route.DefaultRoute] = []
+        base_keys = {k for k, _ in cni_args}
+        for r in resolved:
+            clash = next((k for k, _ in r.args if k in base_keys), None)
+            if clash is not None:  # Go plugins read a repeated CNI_ARGS key last-wins: refuse, never guess
+                field = {"IP": "ips", "MAC": "mac"}.get(clash, f"cni-args.{clash}")
+                raise InvalidRequestError(f"{r.selection.key}.{field}", f"CNI_ARGS key {clash!r} is set for every "
+                                                                        "plane already (pod identity or a "
+                                                                        "cniargs extension annotation)")
+            add(f"{r.selection.key}.interface", r.network, r.selection.interface, cni_args + list(r.args),
+                {**extra_caps, **r.capabilities}, r.namespace)
+            routes += [default_route.DefaultRoute(r.selection.interface, gw) for gw in r.selection.default_route]
         planes.append((default, PlaneRef(default.name, conf.pod_id, conf.netns_path, conf.default_interface,
                                          tuple(cni_args), caps)))
-        return planes
+        return Plan(planes, routes, namespaces)
 
     # ---- attach / detach / check -------------------------------------------------------
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
-        planes = self.plan(conf)
-        mappings = planes[-1][1].capability_args.get(annotations.CAP_PORT_MAPPINGS) or []
+        plan = self.full_plan(conf)
+        planes = plan.planes
+        mappings = [m for _, p in planes for m in p.capability_args.get(annotations.CAP_PORT_MAPPINGS) or []]
+        finish = None
+        if plan.routes:
+            owner = next(p for _, p in planes if p.ifname == plan.routes[0].ifname)
+            finish = (owner, lambda: default_route.apply(conf.netns_path, plan.routes))
         try:
             with host_ports.claim(self.operator, conf.pod_id, f"{conf.namespace}/{conf.name}", mappings):
                 attach_all(self.operator, conf.pod_id, conf.netns_path, planes, self.loopback,
-                           parallel=self.settings.parallel_attach)
+                           parallel=self.settings.parallel_attach, finish=finish)
         except AttachError as exc:
             kv(log, logging.WARNING, "pod attach failed; rolled back", pod=f"{conf.namespace}/{conf.name}",
                pod_id=conf.pod_id, network=exc.network, error=str(exc.cause),
@@ -182,7 +227,7 @@ class CRIAdaptor(shared.OperatorBacked):
             raise
         kv(log, logging.INFO, "pod attached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id,
            networks=",".join(p.network for _, p in planes))
-        return self.results(conf, [p for _, p in planes])
+        return self.results(conf, [p for _, p in planes], plan)
 
     def known_planes(self, conf: NetworkApiConf) -> list[PlaneRef]:
         """Every plane of the pod, detach order: default, extras reversed, loopback last.
@@ -233,9 +278,18 @@ class CRIAdaptor(shared.OperatorBacked):
                 raise CheckError(plane.network, plane.ifname, exc) from exc
         return self.results(conf, planes)
 
-    def results(self, conf: NetworkApiConf, planes: list[PlaneRef]) -> list[NetworkApiResult]:
-        """One result per plane from the cache, default interface first."""
-        return self.cached_results(conf.pod_id, [(p.network, p.ifname) for p in planes], conf.default_interface)
+    def results(self, conf: NetworkApiConf, planes: list[PlaneRef], plan: Plan | None = None) -> list[NetworkApiResult]:
+        """One result per plane from the cache, default interface first, with the routes as
+        `default-route` left them and each extra plane's namespace."""
+        if plan is None:
+            try:
+                plan = self.full_plan(conf, for_detach=True)
+            except (NetworkApiError, CNIError):
+                plan = Plan([])  # a request that cannot be planned any more: the cache as it is
+        found = self.cached_results(conf.pod_id, [(p.network, p.ifname) for p in planes], conf.default_interface)
+        found = default_route.adjust(found, plan.routes)
+        return [r.model_copy(update={"namespace": plan.namespaces.get(r.interface, conf.namespace)})
+                if r.interface != conf.default_interface else r for r in found]
 
     # ---- configs -----------------------------------------------------------------------
     def conf_create(self, request: NetworkCreateRequest) -> NetworkInfo:

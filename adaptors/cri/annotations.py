@@ -13,7 +13,7 @@ args, `CNI_ARGS` pairs), so that:
   the extra-network list), while its annotation names stay accepted for compatibility.
 
 The parsers of each kind of input live beside this module (`reading`, `quantity`, `ports`,
-`ranges`); this one puts them together into a pod's capabilities, CNI_ARGS and extra planes.
+`ranges`, `multus`); this one puts them together into a pod's capabilities, CNI_ARGS and extra planes.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from .ports import insert_portmapping, parse_port_mappings
 from .quantity import insert_bandwidth, parse_bandwidth, parse_quantity
 from .ranges import check_allowed_ip_ranges, insert_iprange, parse_ip_ranges
 from .ports import field_of
+from .multus import Selection as MultusSelection, parse_multus_networks
 from .reading import (BANDWIDTH_BURST, CNI_ARGS_ANNOTATION_PREFIX, CNI_EXTENSION_ANNOTATION, CNI_EXTENSION_ARG,
                       EGRESS_BANDWIDTH_ANNOTATION, EGRESS_BANDWIDTH_MISSPELT_ANNOTATION, EXTRA_NETWORKS_ANNOTATION,
-                      INGRESS_BANDWIDTH_ANNOTATION, IP_RANGES_ANNOTATION, MAX_ANNOTATION_VALUE_BYTES,
+                      INGRESS_BANDWIDTH_ANNOTATION, IP_RANGES_ANNOTATION, MULTUS_NETWORKS_ANNOTATION, MAX_ANNOTATION_VALUE_BYTES,
                       MAX_BANDWIDTH_BPS, MAX_IFNAME_BYTES, MIN_BANDWIDTH_BPS, NETWORK_NAME_RE,
                       PORT_MAPPINGS_ANNOTATION, annotation_value, check_fields, load_json)
 
@@ -42,7 +43,8 @@ __all__ = ["AnnotationError", "Bandwidth", "DNSConfig", "ExtraNetwork", "IPRange
            "CAP_BANDWIDTH", "CAP_DNS", "CAP_IP_RANGES", "CAP_POD_ANNOTATIONS", "CAP_PORT_MAPPINGS",
            "special_purpose", "validate_pod_identity", "insert_portmapping", "insert_bandwidth", "insert_iprange",
            "parse_quantity", "parse_bandwidth", "parse_port_mappings", "parse_ip_ranges", "check_allowed_ip_ranges",
-           "parse_extra_networks", "build_cni_args", "dns_capability", "pod_annotations_capability",
+           "parse_extra_networks", "parse_multus_networks", "MultusSelection", "MULTUS_NETWORKS_ANNOTATION",
+           "build_cni_args", "dns_capability", "pod_annotations_capability",
            "capability_args", "MAX_IDENTITY_LEN", "MAX_CNI_ARGS_BYTES", "BANDWIDTH_BURST", "CNI_ARGS_ANNOTATION_PREFIX",
            "CNI_EXTENSION_ANNOTATION", "CNI_EXTENSION_ARG", "EGRESS_BANDWIDTH_ANNOTATION",
            "EGRESS_BANDWIDTH_MISSPELT_ANNOTATION", "EXTRA_NETWORKS_ANNOTATION", "INGRESS_BANDWIDTH_ANNOTATION",

@@ -77,9 +77,22 @@ def _annotation_port_mappings(key: str, value: str) -> list[_Mapping]:
     doc = load_json(key, value)
     if not isinstance(doc, list):
         raise AnnotationError(key, f"must be a JSON array of port mappings, got {type_name(doc)}")
+    return _json_port_mappings(key, "", doc)
+
+
+def json_port_mappings(key: str, where: str, doc: Any) -> list[PortMapping]:
+    """A JSON list of `{hostPort, containerPort, protocol, hostIP}` found inside another
+    annotation (`where` prefixes each error, e.g. "entry 2: portMappings"); one (hostPort,
+    protocol, hostIP) twice is refused."""
+    if not isinstance(doc, list):
+        raise AnnotationError(key, f"{where} must be an array, got {type_name(doc)}")
+    return _merge_port_mappings(_json_port_mappings(key, where, doc))
+
+
+def _json_port_mappings(key: str, prefix: str, doc: list[Any]) -> list[_Mapping]:
     out: list[_Mapping] = []
     for i, entry in enumerate(doc):
-        where = f"entry {i}: "
+        where = f"{prefix}[{i}]: " if prefix else f"entry {i}: "
         obj = check_fields(key, where, entry, ("hostPort", "containerPort"), ("protocol", "hostIP"))
         host_port = port_number(key, f"{where}hostPort ", obj["hostPort"])
         container_port = port_number(key, f"{where}containerPort ", obj["containerPort"])
@@ -89,7 +102,8 @@ def _annotation_port_mappings(key: str, value: str) -> list[_Mapping]:
         protocol = protocol.lower()
         host_ip, norm_ip = parse_host_ip(key, f"{where}hostIP ", obj.get("hostIP"))
         mapping = PortMapping(host_port=host_port, container_port=container_port, protocol=protocol, host_ip=host_ip)
-        out.append(_Mapping(key, where, f"{key} entry {i}", mapping, (host_port, protocol, norm_ip)))
+        label = f"{key} {prefix}[{i}]" if prefix else f"{key} entry {i}"
+        out.append(_Mapping(key, where, label, mapping, (host_port, protocol, norm_ip)))
     return out
 
 

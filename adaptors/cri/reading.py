@@ -21,6 +21,8 @@ EGRESS_BANDWIDTH_ANNOTATION: Final = "kubernetes.io/egress-bandwidth"
 #: iSulad's misspelling of the egress key; accepted (deprecated) so iSulad users keep working.
 EGRESS_BANDWIDTH_MISSPELT_ANNOTATION: Final = "kubernetes.io/engress-bandwidth"
 EXTRA_NETWORKS_ANNOTATION: Final = "network.alpha.kubernetes.io/network"
+#: Multus's network selection annotation (text `ns/name@ifname, ...` or a JSON list of objects).
+MULTUS_NETWORKS_ANNOTATION: Final = "k8s.v1.cni.cncf.io/networks"
 CNI_ARGS_ANNOTATION_PREFIX: Final = "extension.network.kubernetes.io/cniargs/"
 CNI_EXTENSION_ANNOTATION: Final = "extension.network.kubernetes.io/cni"
 #: iSulad's spelling ("MUTLINET"), kept because plugins written for iSulad look for it.

@@ -128,6 +128,7 @@ def run_pods(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from ..cri.client import CRIClient
+    from ..network.results import NETWORK_STATUS_KEY
 
     def go() -> int:
         with CRIClient(_endpoint(args), timeout=args.timeout) as c:
@@ -136,15 +137,15 @@ def run_inspect(args: argparse.Namespace) -> int:
         if args.output == "json":
             print_json(doc)
         else:
-            planes = doc.get("planes") or []
+            planes = doc.get(NETWORK_STATUS_KEY) or doc.get("planes") or []
             print_table(("POD ID", "NAME", "NAMESPACE", "STATE", "IP", "NETNS"),
                         [(doc["id"][:13], doc["name"], doc["namespace"], doc["state"].removeprefix("SANDBOX_"),
                           doc["ip"], doc.get("netns", ""))])
             if planes:
                 print()
-                print_table(("NETWORK", "INTERFACE", "IPS", "MAC"),
-                            [(p.get("name", ""), p.get("interface", ""), ",".join(p.get("ips", [])), p.get("mac", ""))
-                             for p in planes])
+                print_table(("NETWORK", "INTERFACE", "IPS", "MAC", "DEFAULT"),
+                            [(p.get("name", ""), p.get("interface", ""), ",".join(p.get("ips", [])), p.get("mac", ""),
+                              "yes" if p.get("default") else "") for p in planes])
         return 0
 
     return _call(args, "inspect", go)

@@ -52,6 +52,9 @@ class NetworkApiResult(BaseModel):
     #: the plane's routes and DNS, as CNI 1.0 results carry them (for a runtime's combined result)
     routes: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
     dns: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    #: the namespace an extra plane was selected in (Multus reports `namespace/name`); "" for
+    #: the default network
+    namespace: str = Field(default="", exclude=True)
 
 
 class NetworkCreateRequest(BaseModel):

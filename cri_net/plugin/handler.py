@@ -194,8 +194,9 @@ def _dns(value: Any) -> dict[str, list[str]] | None:
 
 
 def combined_result(inv: Invocation, results: list[Any]) -> dict[str, Any]:
-    """One CNI result for the runtime: default interface first, then the extra planes; routes
-    and DNS are the default interface's."""
+    """One CNI result for the runtime: every interface and its addresses, the default
+    interface first, then the extra planes; routes and DNS are the default interface's, plus
+    the default route of a plane a Multus `default-route` put it on."""
     from ..libcni import Result100, convert, parse_result
 
     interfaces: list[dict[str, Any]] = []
@@ -210,12 +211,19 @@ def combined_result(inv: Invocation, results: list[Any]) -> dict[str, Any]:
             gateway = next((g for g in r.gateways if _same_family(g, address)), None)
             ips.append({"interface": index, "address": address, **({"gateway": gateway} if gateway else {})})
         if r.interface == inv.ifname:
-            routes, dns = list(r.routes), dict(r.dns)
+            routes, dns = list(r.routes) + routes, dict(r.dns)
+        else:
+            routes += [rt for rt in r.routes if _is_default_route(rt)]
     doc = {"cniVersion": "1.0.0", "interfaces": interfaces, "ips": ips, "routes": routes, "dns": dns}
     result = parse_result(doc)
     assert isinstance(result, Result100)
     wanted = inv.cni_version if inv.cni_version in SUPPORTED_VERSIONS else "1.0.0"
     return convert(result, wanted).to_dict()
+
+
+def _is_default_route(route: Any) -> bool:
+    dst = route.get("dst") if isinstance(route, dict) else None
+    return isinstance(dst, str) and dst.endswith("/0")
 
 
 def _same_family(gateway: str, address: str) -> bool:

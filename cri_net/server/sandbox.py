@@ -34,7 +34,7 @@ from ..network import NetworkApiConf, NetworkApiResult, NetworkModule
 from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
 from ..network import capabilities
 from ..network.models import Attachment
-from ..network.results import split_ips
+from ..network.results import network_status, split_ips
 from .. import netns
 from . import limits
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
@@ -95,6 +95,8 @@ class SandboxView:
     results: list[NetworkApiResult]
     ip: str
     additional_ips: list[str]
+    #: Multus-shaped status of every plane, default network first (network/results.py)
+    network_status: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _short(value: str, limit: int = 80) -> str:
@@ -214,7 +216,8 @@ class SandboxManager:
                 if not req.host_network:
                     netns.create(netns_path)
                     results = self.adaptor.attach(conf)
-                    record.planes = [Plane(network=r.name, interface=r.interface) for r in results]
+                    record.planes = [Plane(network=r.name, interface=r.interface, namespace=r.namespace)
+                                     for r in results]
                 record.state = "READY"
                 # not fsynced: a power cut takes the netns too, and a lost READY reads back as
                 # CREATING, which start-up rolls back; the CREATING record before it is durable
@@ -306,7 +309,9 @@ class SandboxManager:
         results = self.adaptor.cached_results(record.id, [(p.network, p.interface) for p in record.planes],
                                               default_if) if record.state == "READY" else []
         ip, rest = split_ips(results, default_if, self.settings.ip_pref)
-        return SandboxView(record, results, ip, rest)
+        status = network_status(results, default_if, {p.interface: p.namespace for p in record.planes},
+                                record.metadata.namespace)
+        return SandboxView(record, results, ip, rest, status)
 
     def status(self, id_or_prefix: str) -> SandboxView:
         sid = self.resolve(id_or_prefix)

@@ -18,6 +18,7 @@ import grpc
 from .. import __version__, metrics
 from ..log import kv
 from ..network.errors import InvalidRequestError, NetworkApiError, NetworkNotReadyError
+from ..network.results import NETWORK_STATUS_KEY
 from ..cri.pb.runtime.v1 import api_pb2 as pb
 from ..cri.pb.runtime.v1 import api_pb2_grpc as pb_grpc
 from .admission import Admission, Busy
@@ -294,6 +295,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             info["cniResults"] = json.dumps({f"{a.network}/{a.ifname}": a.result for a in planes})
             info["cniArgs"] = json.dumps({f"{a.network}/{a.ifname}": a.cni_args for a in planes})
             info["capabilityArgs"] = json.dumps({f"{a.network}/{a.ifname}": a.capability_args for a in planes})
+            info[NETWORK_STATUS_KEY] = json.dumps(view.network_status)
         return pb.PodSandboxStatusResponse(status=status, info=info, timestamp=time.time_ns())
 
     @_guard

@@ -33,6 +33,9 @@ class Plane(BaseModel):
 
     network: str
     interface: str
+    #: the namespace an extra plane was selected in ("" for the default network, and in
+    #: records written before it was kept: the pod's namespace is reported then)
+    namespace: str = ""
 
 
 class SandboxRecord(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adaptors.cri import CRIAdaptor
-from badinput_strategies import host_ips, json_values, nasty_text, ports, props, protocols_json, raw_json_text
+from badinput_strategies import host_ips, json_scalars, json_values, nasty_text, ports, props, protocols_json, raw_json_text
 from cri_net.config import Settings
 from adaptors.cri import annotations as ann
 from cri_net.network.errors import InvalidRequestError, NetworkNotReadyError
@@ -29,7 +30,7 @@ from tests.reliability import record
 SUITE = "bad-input"
 KEYS = [ann.PORT_MAPPINGS_ANNOTATION, ann.IP_RANGES_ANNOTATION, ann.INGRESS_BANDWIDTH_ANNOTATION,
         ann.EGRESS_BANDWIDTH_ANNOTATION, ann.EGRESS_BANDWIDTH_MISSPELT_ANNOTATION, ann.EXTRA_NETWORKS_ANNOTATION,
-        ann.CNI_EXTENSION_ANNOTATION, ann.CNI_ARGS_ANNOTATION_PREFIX + "a", ann.CNI_ARGS_ANNOTATION_PREFIX + "b/c",
+        ann.CNI_EXTENSION_ANNOTATION, ann.MULTUS_NETWORKS_ANNOTATION, ann.CNI_ARGS_ANNOTATION_PREFIX + "a", ann.CNI_ARGS_ANNOTATION_PREFIX + "b/c",
         "free.example.com/anything"]
 
 
@@ -73,6 +74,33 @@ extra_entry = st.one_of(
     json_values,
 )
 extra_value = st.one_of(st.lists(extra_entry, max_size=4).map(json.dumps), raw_json_text)
+# Multus: the text form's pieces and the JSON form's fields, each valid or not
+multus_ns = st.one_of(st.sampled_from(["", "default", "team-a", "Team", "-x", "a" * 64, "a/b", " ns "]), nasty_text)
+multus_text_item = st.builds(lambda ns, sep, name, at, ifn: f"{ns}{sep}{name}{at}{ifn}", multus_ns,
+                             st.sampled_from(["/", "", "//"]), net_names, st.sampled_from(["@", "", "@@"]), ifnames)
+multus_addr = st.one_of(st.sampled_from(["10.9.8.7/24", "10.9.8.7", "fd00::7/64", "10.9.8.0/24", "10.9.8.255/24",
+                                         "127.0.0.1/8", "224.0.0.1", "::1", "fe80::1%eth0/64", "10.0.0.1/33",
+                                         " 10.0.0.1", "10.0.0.1\n"]), host_ips)
+multus_mac = st.one_of(st.sampled_from(["02:aa:bb:cc:dd:ee", "02-AA-BB-CC-DD-EE", "01:00:5e:00:00:01",
+                                        "00:00:00:00:00:00", "02:aa:bb:cc:dd", "02:aa:bb:cc:dd:ee:ff:00",
+                                        "0200.5e00.0001", "02:aa:bb-cc:dd:ee"]), nasty_text)
+multus_bw_number = st.one_of(st.integers(-1, 2**40), st.sampled_from([0, 999, 1000, 10**15, 10**15 + 1, 2**32,
+                                                                      2**32 - 1]), json_values)
+multus_entry = st.one_of(
+    st.fixed_dictionaries({"name": net_names}, optional={
+        "namespace": multus_ns | json_values, "interface": ifnames | json_values,
+        "interfaceRequest": ifnames, "ips": st.lists(multus_addr | json_values, max_size=3) | json_values,
+        "mac": multus_mac | json_values,
+        "portMappings": st.lists(mapping_entry, max_size=2) | json_values,
+        "bandwidth": st.fixed_dictionaries({}, optional={f: multus_bw_number for f in (
+            "ingressRate", "ingressBurst", "egressRate", "egressBurst", "rate")}) | json_values,
+        "cni-args": st.dictionaries(nasty_text, json_scalars, max_size=3) | json_values,
+        "default-route": st.lists(multus_addr, max_size=3) | json_values,
+        "deviceID": nasty_text, "infiniband-guid": nasty_text, "bogus": json_values}),
+    json_values,
+)
+multus_value = st.one_of(st.lists(multus_text_item, max_size=4).map(",".join),
+                         st.lists(multus_entry, max_size=4).map(json.dumps), raw_json_text)
 cni_arg_value = st.one_of(st.builds(lambda k, v: f"{k}={v}", nasty_text, nasty_text), nasty_text)
 
 annotation_values = {
@@ -82,6 +110,7 @@ annotation_values = {
     ann.EGRESS_BANDWIDTH_ANNOTATION: quantity,
     ann.EGRESS_BANDWIDTH_MISSPELT_ANNOTATION: quantity,
     ann.EXTRA_NETWORKS_ANNOTATION: extra_value,
+    ann.MULTUS_NETWORKS_ANNOTATION: multus_value,
     ann.CNI_EXTENSION_ANNOTATION: nasty_text,
 }
 
@@ -171,13 +200,35 @@ def error_keys(annotations: dict[str, Any]) -> set[str]:
 
 
 def assert_names_input(exc: ann.AnnotationError | InvalidRequestError, annotations: dict[str, Any]) -> None:
-    """The error's key is an annotation that was given, or a CRI field path."""
+    """The error's key is an annotation that was given (a Multus error: `<key>[<entry>]` and
+    maybe `.<field>`, with an entry that exists), or a CRI field path."""
     key = exc.key
     cri = ("port_mappings[", "dns_config.", "pod_cidr", "metadata.", "sandbox_id", "config.", "default_interface",
            "pod_id", "netns_path")
+    if key.startswith(MULTUS + "[") and MULTUS in annotations:
+        assert multus_entry_index(key) < multus_entries(annotations[MULTUS]), key
+        assert str(exc).startswith(f"{key}: "), str(exc)
+        return
     assert key in annotations or repr(key) in {repr(k) for k in annotations} or key.startswith(cri), \
         f"error key {key!r} names no input (annotations: {sorted(map(repr, annotations))[:6]})"
     assert str(exc).startswith(f"{key}: "), str(exc)
+
+
+MULTUS = ann.MULTUS_NETWORKS_ANNOTATION
+
+
+def multus_entry_index(key: str) -> int:
+    m = re.match(re.escape(ann.MULTUS_NETWORKS_ANNOTATION) + r"\[(\d+)\]", key)
+    assert m, f"Multus error key {key!r} names no entry"
+    return int(m.group(1))
+
+
+def multus_entries(value: Any) -> int:
+    """How many entries the annotation value has, as Multus would split it."""
+    if any(c in value for c in '[{"'):
+        doc = json.loads(value)
+        return len(doc) if isinstance(doc, list) else 0
+    return len(value.split(","))
 
 
 # ---- property tests ------------------------------------------------------------------------
@@ -236,6 +287,54 @@ def test_extra_networks_accept_or_name_the_key(value: str, default_if: str) -> N
 
 
 @props(ci=150, full=2000)
+@given(value=multus_value, default_if=st.sampled_from(["eth0", "net1"]), isulad=st.booleans())
+def test_multus_networks_accept_or_name_annotation_entry_and_field(value: str, default_if: str,
+                                                                   isulad: bool) -> None:
+    """Multus's annotation (text and JSON forms): refused with `<key>[<entry>].<field>` (or
+    the key alone for the value as a whole), or selections whose every field is plugin-safe."""
+    _rec("annotations: Multus network selection")
+    annotations = {ann.MULTUS_NETWORKS_ANNOTATION: value}
+    if isulad:
+        annotations[ann.EXTRA_NETWORKS_ANNOTATION] = "[]"
+    try:
+        sels = ann.parse_multus_networks(annotations, reserved_interfaces=("lo", default_if))
+    except ann.AnnotationError as exc:
+        key = exc.key
+        if key != ann.MULTUS_NETWORKS_ANNOTATION:
+            assert multus_entry_index(key) < multus_entries(value), key
+        elif isulad:
+            assert ann.EXTRA_NETWORKS_ANNOTATION in exc.reason
+        return
+    assert not isulad or not sels, "both annotations accepted together"
+    seen: set[str] = set()
+    gateways: set[int] = set()
+    for sel in sels:
+        assert ann.NETWORK_NAME_RE.fullmatch(sel.name), sel
+        assert sel.namespace == "" or re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", sel.namespace), sel
+        name = sel.interface
+        assert 0 < len(name.encode()) <= 15 and name not in (".", "..", "lo", default_if) and name not in seen, sel
+        assert not any(c in "/:\0" or c.isspace() for c in name), sel
+        seen.add(name)
+        for ip in sel.ips + sel.default_route:
+            _assert_ip(ip.split("/")[0])
+        assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", sel.mac) or sel.mac == "", sel
+        caps: dict[str, Any] = {}
+        if sel.port_mappings:
+            caps[ann.CAP_PORT_MAPPINGS] = [pm.model_dump() for pm in sel.port_mappings]
+        if sel.bandwidth is not None:
+            caps[ann.CAP_BANDWIDTH] = sel.bandwidth.model_dump()
+        check_caps(caps)
+        for k, v in sel.cni_args:
+            assert k and not set(";=\0") & set(k + v), (k, v)
+            assert k not in ("IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID",
+                             "K8S_POD_UID", "IP", "MAC"), k
+        for gw in sel.default_route:
+            family = ipaddress.ip_address(gw).version
+            assert family not in gateways, "two default routes of one family"
+            gateways.add(family)
+
+
+@props(ci=150, full=2000)
 @given(namespace=nasty_text, name=nasty_text, sandbox=nasty_text, uid=nasty_text, annotations=annotation_maps())
 def test_cni_args_accept_or_name_the_key(namespace: str, name: str, sandbox: str, uid: str,
                                          annotations: dict[str, str]) -> None:
@@ -290,6 +389,7 @@ def test_non_string_annotation_values_name_the_key(value: tuple[str, Any]) -> No
     with pytest.raises(ann.AnnotationError) as info:
         ann.capability_args({key: raw}, None, None, None)
         ann.parse_extra_networks({key: raw})
+        ann.parse_multus_networks({key: raw})
         ann.build_cni_args("ns", "n", "sb", "uid", {key: raw})
     assert info.value.key == key
 

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from badinput_strategies import WELL_KNOWN_CODES, json_values, nasty_text, props, raw_json_text
 from cri_net.plugin import handler as cni_plugin, launcher
-from test_badinput_annotations import annotation_maps
+from test_badinput_annotations import MULTUS, annotation_maps, multus_entries, multus_entry_index
 from tests.reliability import record
 
 SUITE = "bad-input"
@@ -304,6 +304,9 @@ def test_inproc_generated_pod_annotations(hook: Hook, pod_annotations: dict[str,
     else:
         assert doc["code"] == cni_plugin.INVALID_CONFIG, doc
         key = doc.get("details", "").removeprefix("key: ")
-        assert key in pod_annotations or key.startswith(("port_mappings[", "runtimeConfig.")), doc
+        if key.startswith(MULTUS + "[") and MULTUS in pod_annotations:  # entry (and field) of it
+            assert multus_entry_index(key) < multus_entries(pod_annotations[MULTUS]), doc
+        else:
+            assert key in pod_annotations or key.startswith(("port_mappings[", "runtimeConfig.")), doc
         assert doc["msg"].startswith(key), doc
     cleanup_add(hook, env, stdin, code)

@@ -305,17 +305,19 @@ def _res(interface: str, *ips: str) -> NetworkApiResult:
 
 
 @pytest.mark.parametrize("pref, primary, rest", [
-    ("ipv4", "10.0.0.5", ["fd00::5", "10.9.0.5"]),
-    ("ipv6", "fd00::5", ["10.0.0.5", "10.9.0.5"]),
-    ("cni", "fd00::5", ["10.0.0.5", "10.9.0.5"]),
+    ("ipv4", "10.0.0.5", ["fd00::5"]),
+    ("ipv6", "fd00::5", ["10.0.0.5"]),
+    ("cni", "fd00::5", ["10.0.0.5"]),
 ])
-def test_split_ips_primary_from_the_default_interface(pref, primary, rest):
+def test_split_ips_primary_and_additional_from_the_default_interface_only(pref, primary, rest):
+    """containerd: additional_ips are the default interface's other addresses (dual-stack),
+    never an extra plane's."""
     results = [_res("eth0", "fd00::5/64", "10.0.0.5/24"), _res("net1", "10.9.0.5/24")]
     assert split_ips(results, "eth0", pref) == (primary, rest)
 
 
 def test_split_ips_edge_cases():
     assert split_ips([], "eth0") == ("", [])
-    assert split_ips([_res("net1", "10.9.0.5/24")], "eth0") == ("", ["10.9.0.5"])
+    assert split_ips([_res("net1", "10.9.0.5/24")], "eth0") == ("", [])
     assert split_ips([_res("eth0", "fd00::5/64")], "eth0", "ipv4") == ("fd00::5", [])  # no IPv4: first address
     assert split_ips([_res("eth0", "10.0.0.5/24")], "eth0", "ipv6") == ("10.0.0.5", [])
