@@ -1043,4 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from integration import hostlock  # held for the whole run, as an integration session holds it
+
+    with hostlock.hold(lambda line: print(line, file=sys.stderr, flush=True)):
+        sys.exit(main())

@@ -25,7 +25,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import json
 import math
 import os
@@ -38,10 +37,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-HOST_LOCK = "/run/lock/cri-net-host.lock"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from integration import hostlock  # noqa: E402  (the host lock integration sessions take)
+
+HOST_LOCK = hostlock.HOST_LOCK
 DEFAULT_OUT = "docs/PERFORMANCE.md"
 STDERR_TAIL_LINES = 40
 CONTAINERD_RATIO_TARGET = 1.10  # bench_containerd.py's TARGET, used when its JSON carries none
@@ -323,22 +327,10 @@ def log(msg: str) -> None:
     print(f"[run_all {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def host_lock(path: str = HOST_LOCK) -> Iterator[None]:
-    """Hold the host-wide lock that integration sessions take, waiting for it if needed."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for {path} (an integration session or another benchmark holds it)")
-            t0 = time.monotonic()
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            log(f"got {path} after {time.monotonic() - t0:.0f} s")
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def host_lock() -> contextlib.AbstractContextManager[None]:
+    """Hold the host-wide lock that integration sessions take, for run_all and the benchmarks
+    it starts (they would otherwise wait for it themselves), waiting for it if needed."""
+    return hostlock.hold(lambda line: log(line.removeprefix("cri-net: ")), HOST_LOCK)
 
 
 def machine() -> dict[str, Any]:

@@ -18,7 +18,6 @@ Typical use::
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import warnings
@@ -80,20 +79,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 #: Held for a whole integration session: the host audits see the whole host, so two sessions
 #: (or a benchmark) running at once would report each other's pods as leaks.
-HOST_LOCK = "/run/lock/cri-net-host.lock"
+HOST_LOCK = hostlock.HOST_LOCK
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _host_lock(request: pytest.FixtureRequest) -> Iterator[None]:
     """Wait for any other cri-net integration session or benchmark on this host to finish
     (saying so on the terminal while it waits)."""
-    os.makedirs(os.path.dirname(HOST_LOCK), exist_ok=True)
-    with open(HOST_LOCK, "a") as fh:
-        hostlock.acquire(fh, HOST_LOCK, hostlock.terminal_writer(request.config))
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with hostlock.hold(hostlock.terminal_writer(request.config), HOST_LOCK):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,10 +4,12 @@ even under pytest's capture."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, TextIO
 
 WAITING = "waiting for the integration host lock"
@@ -63,3 +65,28 @@ def acquire(fh: TextIO, path: str, say: Callable[[str], None]) -> None:
     start = time.monotonic()
     fcntl.flock(fh, fcntl.LOCK_EX)
     say(f"cri-net: got the integration host lock after {time.monotonic() - start:.0f} s")
+
+
+#: The lock every host-network run takes: integration sessions and benchmarks alike.
+HOST_LOCK = "/run/lock/cri-net-host.lock"
+#: Set (to the holder's pid) while a process holds the lock for its children too: a benchmark
+#: that run_all starts must not wait for the lock its own parent holds.
+HELD_ENV = "CRI_NET_HOST_LOCK_HELD"
+
+
+@contextlib.contextmanager
+def hold(say: Callable[[str], None], path: str = HOST_LOCK) -> Iterator[None]:
+    """Hold the host lock for this process and its children (waiting, announced, if another
+    run has it); a no-op when a parent already holds it for us."""
+    if os.environ.get(HELD_ENV):
+        yield
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as fh:
+        acquire(fh, path, say)
+        os.environ[HELD_ENV] = str(os.getpid())
+        try:
+            yield
+        finally:
+            os.environ.pop(HELD_ENV, None)
+            fcntl.flock(fh, fcntl.LOCK_UN)
