@@ -17,11 +17,15 @@ import errno
 import os
 import stat
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
+
+T = TypeVar("T")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -56,6 +60,39 @@ def create(path: str) -> str:
         _unlink(path)
         raise failure[0]
     return path
+
+
+def run_in(path: str, fn: Callable[[], T]) -> T:
+    """`fn()` run inside the netns at `path`, on a short-lived thread that setns() moves
+    there (a thread's netns is its own), so the caller's threads never change namespace and
+    nothing forks: a fork of a multi-threaded gRPC server can crash in the child. `fn`'s
+    exception, or an OSError naming `path` when the netns cannot be entered, is raised here."""
+    outcome: list[Any] = []
+
+    def body() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            outcome.append(NetnsError(exc.errno, f"open netns {path}: {exc.strerror}"))
+            return
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                outcome.append(_oserror("setns(CLONE_NEWNET) into", path))
+                return
+        finally:
+            os.close(fd)
+        try:
+            outcome.append((fn(),))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=body, name="netns-run")
+    thread.start()
+    thread.join()
+    [got] = outcome
+    if isinstance(got, BaseException):
+        raise got
+    return got[0]
 
 
 def mounted() -> set[str]:

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cri_net import netns as netns_mod
 from cri_net.network.models import NetworkApiResult
 
 
@@ -37,10 +38,16 @@ def apply(netns: str, routes: Sequence[DefaultRoute]) -> None:
     unreachable gateway (not on the attachment's subnet) fails here."""
     if not routes:
         return
+    netns_mod.run_in(netns, lambda: _apply_here(netns, routes))
+
+
+def _apply_here(netns: str, routes: Sequence[DefaultRoute]) -> None:
+    """`apply` on the calling thread, already in the pod's netns (pyroute2's own netns
+    support forks, which a multi-threaded gRPC server must not do)."""
     from pyroute2 import IPRoute  # heavy import: only for pods that ask for it
     from socket import AF_INET, AF_INET6
 
-    with IPRoute(netns=netns) as ipr:
+    with IPRoute() as ipr:
         for route in routes:
             family = AF_INET if route.family == 4 else AF_INET6
             _delete_defaults(ipr, family)
