@@ -11,18 +11,17 @@ containerd) and the default network's allow-list, a top-level key of its conflis
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from cri_net.libcni import NetworkConfigList
 from cri_net.network.errors import NetworkApiError
 
-from . import annotations
+from . import annotations, crinet_keys
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-CONFIG_KEY = "criNet"
+CONFIG_KEY = crinet_keys.CONFIG_KEY
 ALLOW_FIELD = "allowedIPRanges"
 
 
@@ -30,16 +29,7 @@ def config_allow_list(net: NetworkConfigList) -> list[IPNetwork]:
     """The network's `criNet.allowedIPRanges`; a malformed one is the operator's error, named
     with its file and key (never silently read as "nothing allowed" or "everything")."""
     where = f"{net.source or net.name}: {CONFIG_KEY}.{ALLOW_FIELD}"
-    try:
-        doc = json.loads(net.raw)
-    except ValueError as exc:  # loaded once already, so only a changed file gets here
-        raise NetworkApiError(f"{net.source or net.name}: cannot read the network config: {exc}") from None
-    section = doc.get(CONFIG_KEY) if isinstance(doc, dict) else None
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        raise NetworkApiError(f"{net.source or net.name}: {CONFIG_KEY} must be an object")
-    entries = section.get(ALLOW_FIELD, [])
+    entries = crinet_keys.section(net).get(ALLOW_FIELD, [])
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise NetworkApiError(f"{where} must be a list of CIDR strings")
     out: list[IPNetwork] = []

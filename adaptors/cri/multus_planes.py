@@ -20,7 +20,6 @@ Routing per attachment (each refused before anything is attached when it cannot 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -30,10 +29,10 @@ from cri_net.network.capabilities import CAP_BANDWIDTH, CAP_PORT_MAPPINGS
 from cri_net.network.errors import InvalidRequestError, NetworkApiError
 from cri_net.operator import NetworkSet
 
-from . import host_ports
+from . import crinet_keys, host_ports
 from .multus import Selection
 
-CONFIG_KEY: Final = "criNet"
+CONFIG_KEY: Final = crinet_keys.CONFIG_KEY
 NAMESPACES_FIELD: Final = "namespaces"
 CAP_IPS: Final = "ips"
 CAP_MAC: Final = "mac"
@@ -54,16 +53,7 @@ def allowed_namespaces(net: NetworkConfigList) -> list[str]:
     """The network's `criNet.namespaces`; a malformed one is the operator's error, named with
     its file and key."""
     where = f"{net.source or net.name}: {CONFIG_KEY}.{NAMESPACES_FIELD}"
-    try:
-        doc = json.loads(net.raw)
-    except ValueError as exc:
-        raise NetworkApiError(f"{net.source or net.name}: cannot read the network config: {exc}") from None
-    section = doc.get(CONFIG_KEY) if isinstance(doc, dict) else None
-    if section is None:
-        return []
-    if not isinstance(section, dict):
-        raise NetworkApiError(f"{net.source or net.name}: {CONFIG_KEY} must be an object")
-    entries = section.get(NAMESPACES_FIELD, [])
+    entries = crinet_keys.section(net).get(NAMESPACES_FIELD, [])
     if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
         raise NetworkApiError(f"{where} must be a list of namespace names (or \"*\")")
     return list(entries)
