@@ -339,7 +339,7 @@ def log(msg: str) -> None:
 def host_lock() -> contextlib.AbstractContextManager[None]:
     """Hold the host-wide lock that integration sessions take, for run_all and the benchmarks
     it starts (they would otherwise wait for it themselves), waiting for it if needed."""
-    return hostlock.hold(lambda line: log(line.removeprefix("cri-net: ")), HOST_LOCK)
+    return hostlock.hold(lambda line: log(line.removeprefix("cri-net: ")), HOST_LOCK, for_children=True)
 
 
 def machine() -> dict[str, Any]:

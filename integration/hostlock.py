@@ -75,18 +75,22 @@ HELD_ENV = "CRI_NET_HOST_LOCK_HELD"
 
 
 @contextlib.contextmanager
-def hold(say: Callable[[str], None], path: str = HOST_LOCK) -> Iterator[None]:
-    """Hold the host lock for this process and its children (waiting, announced, if another
-    run has it); a no-op when a parent already holds it for us."""
+def hold(say: Callable[[str], None], path: str = HOST_LOCK, for_children: bool = False) -> Iterator[None]:
+    """Hold the host lock (waiting, announced, if another run has it); a no-op when a parent
+    holds it for us. `for_children`: the processes we start run under our hold (run_all's
+    benchmarks); otherwise a child that asks for the lock waits like anyone else (a second
+    test session started by a test)."""
     if os.environ.get(HELD_ENV):
         yield
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a") as fh:
         acquire(fh, path, say)
-        os.environ[HELD_ENV] = str(os.getpid())
+        if for_children:
+            os.environ[HELD_ENV] = str(os.getpid())
         try:
             yield
         finally:
-            os.environ.pop(HELD_ENV, None)
+            if for_children:
+                os.environ.pop(HELD_ENV, None)
             fcntl.flock(fh, fcntl.LOCK_UN)
