@@ -11,6 +11,7 @@ and the namespaces the test's server made.
 from __future__ import annotations
 
 import ipaddress
+import os
 import json
 import re
 import secrets
@@ -548,3 +549,20 @@ def test_sigterm_finishes_in_flight_run_pod_sandbox(
     c.rmp(sid)
     assert c.pods() == []
     audit.assert_clean(ignore=[unique_net.per_network_state])
+
+
+def test_sigterm_that_lands_on_another_thread_still_stops_the_server(cri_server: CRIServer) -> None:
+    """The kernel may hand a process-directed SIGTERM to any thread (gRPC's, the GC's); Python
+    runs the handler only in the main thread, so a main thread asleep on a lock without a
+    timeout never saw it (`make run` once ignored SIGTERM for 30 s). Send it to a worker
+    thread on purpose: the server must still shut down cleanly."""
+    import ctypes
+
+    srv = cri_server
+    pid = srv.proc.pid  # type: ignore[union-attr]
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert others, "the server runs no thread besides the main one"
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_tgkill = 234  # x86_64
+    assert libc.syscall(SYS_tgkill, pid, others[-1], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+    srv.assert_stopped_cleanly(timeout=15)

@@ -100,7 +100,11 @@ def run_serve(args: argparse.Namespace) -> int:
     path = server.path
     print(f"cri-net: serving CRI on unix://{path}\n"
           f"  try: crictl --runtime-endpoint unix://{path} --image-endpoint unix://{path} info", file=sys.stderr)
-    done.wait()
+    # A process-directed SIGTERM may land on any thread (gRPC's, the GC's); Python runs its
+    # handler only when the main thread next runs bytecode, and a wait without a timeout on a
+    # lock is interrupted only when the signal lands on the main thread itself: wake up often.
+    while not done.wait(0.2):
+        pass
     server.observability.readiness.drain()  # /readyz says no before the drain starts
     server.stop()
     return 0
