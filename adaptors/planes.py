@@ -14,7 +14,7 @@ from typing import Any
 from cri_net import libcni
 from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.network.capabilities import CAP_BANDWIDTH, CAP_PORT_MAPPINGS
-from cri_net.network.errors import AttachError, InvalidRequestError
+from cri_net.network.errors import AttachError, CheckError, InvalidRequestError
 from cri_net.network.models import NetworkApiConf
 from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator import rollback_failures
@@ -199,3 +199,15 @@ def merge_direct_caps(direct: dict[str, Any], caps: dict[str, Any]) -> dict[str,
         else:
             merged[key] = value
     return merged
+
+
+def check_all(operator: CNIOperator, planes: list[PlaneRef]) -> list[PlaneRef]:
+    """CHECK every plane but loopback, in order; the first failure raises CheckError naming
+    the plane. Returns the planes checked."""
+    checked = [p for p in planes if p.ifname != "lo"]
+    for plane in checked:
+        try:
+            operator.check_network_plane(plane)
+        except CNIError as exc:
+            raise CheckError(plane.network, plane.ifname, exc) from exc
+    return checked

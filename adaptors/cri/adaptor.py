@@ -23,7 +23,7 @@ from cri_net import libcni
 from cri_net.config import Settings
 from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
-from cri_net.network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+from cri_net.network.errors import (AttachError, DetachError, InvalidRequestError, NetworkApiError,
                                     NetworkNotReadyError, NetworkStatusError)
 from cri_net.network.models import (NetworkApiConf, NetworkApiResult, NetworkCreateRequest,
                                     NetworkInfo, NetworkState)
@@ -33,7 +33,7 @@ from cri_net.operator.primary import find_primary
 
 from .. import NATIVE_FILE_PREFIX, leases, shared, status
 from ..listing import filter_infos, network_info
-from ..planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
+from ..planes import attach_all, cached_planes, check_all, detach_all, ifname_key, merge_direct_caps, validate_target
 from . import annotations, default_network, default_route, host_ports, ip_ranges, multus_planes
 
 log = logging.getLogger("cri_net.adaptors.cri")
@@ -270,12 +270,7 @@ class CRIAdaptor(shared.OperatorBacked):
            networks=",".join(p.network for p in planes))
 
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
-        planes = [p for p in self.known_planes(conf) if p.ifname != "lo"]
-        for plane in planes:
-            try:
-                self.operator.check_network_plane(plane)
-            except CNIError as exc:
-                raise CheckError(plane.network, plane.ifname, exc) from exc
+        planes = check_all(self.operator, self.known_planes(conf))
         return self.results(conf, planes)
 
     def results(self, conf: NetworkApiConf, planes: list[PlaneRef], plan: Plan | None = None) -> list[NetworkApiResult]:

@@ -19,7 +19,7 @@ from cri_net.libcni import CNIError, NetworkConfigList
 from cri_net.log import kv
 from cri_net.netns import live_netns
 from ..cri import annotations
-from cri_net.network.errors import CheckError, DetachError, InvalidRequestError, NetworkApiError
+from cri_net.network.errors import DetachError, InvalidRequestError, NetworkApiError
 from cri_net.network.models import (NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
                                      NetworkState)
 from cri_net.operator import CNIOperator, PlaneRef
@@ -28,7 +28,7 @@ from cri_net.operator.loader import load_networks
 from .. import NATIVE_FILE_PREFIX, shared
 from ..listing import filter_infos, network_info
 from ..shared import plane_result
-from ..planes import attach_all, cached_planes, detach_all, ifname_key, merge_direct_caps, validate_target
+from ..planes import attach_all, cached_planes, check_all, detach_all, ifname_key, merge_direct_caps, validate_target
 from . import bridge
 
 log = logging.getLogger("cri_net.adaptors.native")
@@ -209,12 +209,7 @@ class NativeAdaptor(shared.OperatorBacked):
         kv(log, logging.INFO, "container detached from network", container=conf.pod_id, network=name)
 
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
-        planes = [p for p in self._known_planes(conf) if p.ifname != "lo"]
-        for plane in planes:
-            try:
-                self.operator.check_network_plane(plane)
-            except CNIError as exc:
-                raise CheckError(plane.network, plane.ifname, exc) from exc
+        planes = check_all(self.operator, self._known_planes(conf))
         return [plane_result(p.network, p.ifname, self.operator.cached_result(p)) for p in reversed(planes)]
 
 
