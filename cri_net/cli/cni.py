@@ -7,17 +7,18 @@ so a user can swap one for the other mid-flight. Adds --cache-dir and --timeout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Mapping
 
 COMMANDS = ("add", "check", "del", "status", "gc", "version")
 DEFAULT_NET_DIR = "/etc/cni/net.d"
+DEFAULT_CACHE_DIR = "/var/lib/cni"
 
 
 class UsageError(Exception):
@@ -98,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("network")
     p.add_argument("netns", nargs="?", default="", help="netns path (required for add, check, del)")
     p.add_argument("-i", "--ifname", default="", help="interface name (default: $CNI_IFNAME, else eth0)")
-    p.add_argument("--cache-dir", default="/var/lib/cni", help="result cache dir (default %(default)s)")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="result cache dir (default %(default)s)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
     p.add_argument("--bin-dir", dest="bin_dirs", action="append", default=None,
                    help="plugin dir, repeatable; replaces $CNI_PATH (cnitool has only CNI_PATH)")
@@ -106,7 +107,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run, logs_only_through_libcni=True)
 
 
-def run(args: argparse.Namespace) -> int:
+#: the options parse_fast takes, and the attribute each sets; anything else goes to argparse
+_FAST_OPTIONS = {"-i": "ifname", "--ifname": "ifname", "--cache-dir": "cache_dir", "--timeout": "timeout",
+                 "--bin-dir": "bin_dirs"}
+
+
+class FastArgs:
+    """The attributes argparse's Namespace would hold for a `cri-net cni` call."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def parse_fast(argv: list[str]) -> FastArgs | None:
+    """`cri-net cni`'s arguments (`argv` after "cni") without argparse, or None when they are
+    anything but the plain form: COMMAND NETWORK [NETNS] in one run, then or before them
+    -i/--ifname, --cache-dir, --timeout and --bin-dir, each with a value (separate, or after
+    "=" for the long ones). argparse and its gettext cost a call that runs a plugin list
+    ~10 ms; every other form (help, abbreviations, errors, a value starting with "-") is
+    parsed by argparse, so its errors and quirks stay argparse's own."""
+    values: dict[str, Any] = {"subcommand": "cni", "ifname": "", "cache_dir": DEFAULT_CACHE_DIR, "timeout": None,
+                              "bin_dirs": None, "func": run, "logs_only_through_libcni": True}
+    positionals: list[str] | None = None
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("-"):
+            if positionals is not None:  # a second run of positionals: argparse's rules differ
+                return None
+            j = i
+            while j < len(argv) and not argv[j].startswith("-"):
+                j += 1
+            positionals, i = argv[i:j], j
+            continue
+        name, eq, value = token.partition("=")
+        if name not in _FAST_OPTIONS or (eq and name == "-i"):
+            return None
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        dest = _FAST_OPTIONS[name]
+        if dest == "timeout":
+            try:
+                values[dest] = float(value)
+            except ValueError:
+                return None
+        elif dest == "bin_dirs":
+            values[dest] = [*(values[dest] or ()), value]
+        else:
+            values[dest] = value
+    if positionals is None or len(positionals) not in (2, 3) or positionals[0] not in COMMANDS:
+        return None
+    values.update(command=positionals[0], network=positionals[1],
+                  netns=positionals[2] if len(positionals) == 3 else "")
+    return FastArgs(**values)
+
+
+def run(args: argparse.Namespace | FastArgs) -> int:
     from .. import libcni
 
     env = os.environ

@@ -2,82 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
-from .. import __version__
+from .commands import command_of
 from .usage import USAGE_EXIT, UsageError
 
 TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
 if TYPE_CHECKING:
     from typing import Any
-
-#: The modules that define the sub-commands, in help order, and the sub-commands each adds.
-#: A run loads only the module of its sub-command: `cri-net cni` is a cnitool drop-in, run
-#: once per plugin call, and must not pay for the server's and the pods' imports.
-COMMAND_MODULES = {
-    "cni": ("cni",),
-    "cni_plugin_cmd": ("cni-plugin",),
-    "network": ("network",),
-    "pods": ("pods", "inspect"),
-    "serve": ("serve", "config"),
-}
-
-
-def _terminal_width() -> int:
-    """shutil.get_terminal_size().columns, as argparse sizes help, without importing shutil."""
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, sized without shutil: argparse makes a formatter for every
-    add_argument and imports shutil (~3 ms: it loads the compression modules) to size it."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _terminal_width() - 2 if width is None else width)
-
-
-class Parser(argparse.ArgumentParser):
-    """cri-net's parsers (sub-commands' too: add_subparsers makes them of the parent's class)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with `command` (a sub-command name), only that sub-command
-    (the same parser for it: the top level has no options a sub-command reads)."""
-    parser = Parser(prog="cri-net", description="A network hook for Kubernetes container runtimes.",
-                    epilog="Exit codes: 0 ok, 1 failure, 2 usage error.")
-    parser.add_argument("--version", action="version", version=f"cri-net {__version__}",
-                        help="print the version and exit")
-    sub = parser.add_subparsers(dest="subcommand", required=True)
-    for module, commands in COMMAND_MODULES.items():
-        if command is None or command in commands:
-            importlib.import_module(f".{module}", __package__).add_parser(sub)
-    return parser
-
-
-def _command_of(argv: list[str]) -> str | None:
-    """The sub-command `argv` runs, when its first word names one; else None (the full parser
-    then reports help, --version and bad input with every sub-command listed)."""
-    known = {c for commands in COMMAND_MODULES.values() for c in commands}
-    return argv[0] if argv and argv[0] in known else None
-
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -88,10 +21,24 @@ def _setup_logging(level: str, fmt: str) -> None:
     log.setup(level, fmt)
 
 
+def parse(argv: list[str]) -> Any:
+    """The parsed command line: a plain `cri-net cni` call without argparse (it is run once
+    per plugin call, and argparse costs it ~10 ms), anything else with the full parser."""
+    command = command_of(argv)
+    if command == "cni":
+        from .cni import parse_fast
+
+        args = parse_fast(argv[1:])
+        if args is not None:
+            return args
+    from .parser import build_parser
+
+    return build_parser(command).parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_command_of(argv))
-    args = parser.parse_args(argv)
+    args = parse(argv)
     level, fmt = getattr(args, "log_level", None) or "warning", getattr(args, "log_format", None) or "text"
     if getattr(args, "logs_only_through_libcni", False):
         # set up when libcni first has a record at `level`: most runs never import logging
@@ -120,7 +67,7 @@ def console() -> None:
     drop-in. Any other sub-command, or an exception, exits the ordinary way."""
     argv = sys.argv[1:]
     rc = main(argv)
-    if _command_of(argv) in _NOTHING_TO_TEAR_DOWN:
+    if command_of(argv) in _NOTHING_TO_TEAR_DOWN:
         try:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -9,7 +9,7 @@ last seconds may be missing or unusable (skipped and reported, as a missing one)
 
 from __future__ import annotations
 
-import base64
+import binascii
 import errno
 import os
 
@@ -102,7 +102,7 @@ class CacheRecord:
         doc: dict[str, Any] = {
             "kind": self.kind,
             "containerId": self.container_id,
-            "config": base64.b64encode(self.config).decode("ascii"),
+            "config": binascii.b2a_base64(self.config, newline=False).decode("ascii"),
             "ifName": self.ifname,
             "networkName": self.network_name,
         }
@@ -131,7 +131,8 @@ def _config_bytes(value: Any) -> bytes:
     if value is None:
         return b""
     if isinstance(value, str):
-        return base64.b64decode(value, validate=True)  # binascii.Error is a ValueError
+        # b64decode(validate=True) without the base64 module (~1 ms); binascii.Error is a ValueError
+        return binascii.a2b_base64(value, strict_mode=True)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     raise ValueError(f"cache record 'config' must be base64 text, not {type(value).__name__}")

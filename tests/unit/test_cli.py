@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cri_net import __version__
-from cri_net.cli.main import build_parser
+from cri_net.cli.parser import build_parser
 
 SCRIPTS = Path(sysconfig.get_path("scripts"))
 CLI = SCRIPTS / "cri-net"

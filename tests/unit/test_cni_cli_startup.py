@@ -15,14 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from cri_net.cli import main as cli_main
-from cri_net.cli.main import COMMAND_MODULES, build_parser
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cri_net.cli import parser as cli_parser
+from cri_net.cli.cni import parse_fast
+from cri_net.cli.commands import COMMAND_MODULES
+from cri_net.cli.parser import build_parser
 from fakeplugin.harness import FakeCNI
 
 #: what a plugin run has no use for: the server's, the native adaptor's and the models'
 #: libraries, and stdlib modules that cost milliseconds to import
 NOT_FOR_A_PLUGIN_RUN = ("pydantic", "grpc", "pyroute2", "google.protobuf", "prometheus_client", "tenacity",
-                        "dataclasses", "typing", "logging", "shutil", "tempfile", "decimal", "pathlib")
+                        "dataclasses", "typing", "logging", "shutil", "tempfile", "decimal", "pathlib",
+                        "argparse", "gettext", "locale")
 
 
 def run_cni(fake: FakeCNI, conf_dir: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
@@ -109,7 +115,7 @@ def test_help_is_what_argparse_prints(columns: str, monkeypatch: pytest.MonkeyPa
     """cri-net's parser class sizes help without shutil, to the same width argparse would."""
     monkeypatch.setenv("COLUMNS", columns)
     ours = _helps(build_parser())
-    monkeypatch.setattr(cli_main, "Parser", argparse.ArgumentParser)
+    monkeypatch.setattr(cli_parser, "Parser", argparse.ArgumentParser)
     assert ours == _helps(build_parser())
     assert len(ours) > 10
 
@@ -129,3 +135,40 @@ def test_the_console_script_flushes_what_it_prints_before_its_fast_exit(fakecni:
                              capture_output=True, text=True, timeout=60, env=env)
     assert (missing.returncode, missing.stdout) == (1, "")
     assert missing.stderr == f'no net configuration with name "nonet" in {conf_dir}\n'
+
+
+#: words a `cri-net cni` command line is made of: the ones parse_fast takes and the ones it
+#: leaves to argparse (help, abbreviations, "--", dash-led values, bad floats, "=" forms)
+_WORDS = st.sampled_from(["add", "check", "del", "status", "gc", "version", "bogus", "net1", "/run/netns/a", "",
+                          "-i", "--ifname", "--ifname=eth1", "--ifname=", "-i=x", "-ieth2", "--cache-dir",
+                          "--cache-dir=/c", "--cache", "--timeout", "--timeout=2.5", "--timeout=x", "1.5", "nan",
+                          "-1", "--bin-dir", "--bin-dir=/b", "--bin", "-", "--", "-h", "--help", "a=b", "-x"])
+
+
+def _argparse(argv: list[str]) -> dict[str, object] | None:
+    try:
+        return vars(build_parser("cni").parse_args(["cni", *argv]))
+    except SystemExit:
+        return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_WORDS, max_size=8))
+def test_the_fast_parse_is_argparses_or_leaves_it_to_argparse(argv: list[str]) -> None:
+    """parse_fast either declines or gives exactly what argparse gives for the same words."""
+    fast = parse_fast(argv)
+    if fast is not None:
+        assert vars(fast) == _argparse(argv), argv
+
+
+@pytest.mark.parametrize("argv", [
+    ["add", "net1", "/run/netns/a"],
+    ["del", "net1", "/run/netns/a", "--cache-dir", "/c", "--timeout", "3", "-i", "eth1"],
+    ["--bin-dir", "/a", "--bin-dir=/b", "check", "net1", "x", "--ifname=net9"],
+    ["status", "net1"], ["version", "net1", "--cache-dir=/c"],
+])
+def test_the_plain_forms_are_parsed_without_argparse(argv: list[str]) -> None:
+    """The forms a runtime or a script uses take the fast path (the property above would pass
+    with a parse_fast that always declines)."""
+    fast = parse_fast(argv)
+    assert fast is not None and vars(fast) == _argparse(argv)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cri_net import config
-from cri_net.cli.main import build_parser
+from cri_net.cli.parser import build_parser
 from cri_net.config import ConfigFileError, Settings, build, from_args, load_file
 
 CLI = Path(sys.executable).with_name("cri-net")
