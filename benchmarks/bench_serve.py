@@ -150,6 +150,11 @@ def vm_status(pid: int) -> dict[str, int]:
 # the raw baseline: what cri-net does for a pod, with nothing around it
 
 
+#: idle time before each probe of `idle_rpc_latency`: about what a pod cycle's plugins take
+#: between two of its RPCs
+IDLE_GAP_MS = 15
+
+
 class RawCNI:
     """`ip netns add`, loopback + the conflist's plugins ADD and DEL executed directly, `ip netns del`."""
 
@@ -510,6 +515,7 @@ class Bench:
                             raw.append(self.raw.cycle(tag, self.mappings(self.next_port())))
                 n += k
                 b += 1
+            idle_rpc = self.idle_rpc_latency(client, max(40, a.cycles))
         finally:
             client.close()
         ct = [c["total"] * 1000 for c in cri]
@@ -528,6 +534,27 @@ class Bench:
             "raw": {k: round(statistics.median(r[k] for r in raw) * 1000, 2) for k in raw[0]},
         }
         rep.details["cycle_overhead_ms"] = round(cmed - rmed, 2)
+        # the cycle's four RPCs each start after the server sat idle (plugins ran): what one
+        # such round trip costs with no work in it, and the cycle without that transport
+        rpcs = len(cri[0]) - 1  # run, status, stop, remove (the other key is the total)
+        rep.add("cycle_idle_rpc_ms", f"Version RPC after {IDLE_GAP_MS} ms idle, median", idle_rpc, "ms",
+                note="transport and thread wake-ups only: no work in the handler")
+        net = cmed - rpcs * idle_rpc
+        rep.add("cycle_cri_less_transport_ms", f"pod cycle, cri-net, less {rpcs} such round trips", net, "ms",
+                vs_raw=net / rmed)
+
+    def idle_rpc_latency(self, client: CRIClient, samples: int) -> float:
+        """Median Version round trip after the channel and the server sat idle IDLE_GAP_MS, as
+        every RPC of a pod cycle does (its plugins run in between)."""
+        req = pb.VersionRequest(version="v1")
+        lat: list[float] = []
+        for _ in range(samples):
+            self._check_stop()
+            time.sleep(IDLE_GAP_MS / 1000)
+            t0 = now()
+            client.runtime.Version(req, timeout=10)
+            lat.append((now() - t0) * 1000)
+        return statistics.median(lat)
 
     def part_status(self) -> None:
         a = self.args
@@ -727,7 +754,7 @@ class Bench:
         if not os.path.exists(exe):
             raise BenchError("--py-spy needs py-spy (pip install py-spy into the venv)")
         return subprocess.Popen([exe, "record", "-p", str(self.server.pid), "-r", "200", "--format", "raw",
-                                 "-o", self.args.py_spy, "--nonblocking"],
+                                 "-o", self.args.py_spy, "--nonblocking", "--idle"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop_spy(self, spy: subprocess.Popen[bytes]) -> None:
