@@ -77,6 +77,9 @@ BENCHES: tuple[BenchSpec, ...] = (
     BenchSpec("bench_planes", "benchmarks/bench_planes.py", (), ("--quick",),
               "A 3-plane pod: parallel and sequential planes vs a shell loop of the plugins", 1200, 600,
               ("--cleanup-only",)),
+    BenchSpec("bench_containerd_planes", "benchmarks/bench_containerd_planes.py", (), ("--quick",),
+              "A 3-network pod through containerd: containerd calling the networks vs cri-net-cni's planes",
+              1200, 600, ("--cleanup-only",)),
 )
 
 

@@ -296,7 +296,8 @@ class ContainerdEnv:
     """One containerd under ``base`` (see the module doc); built by :func:`containerd_env`."""
 
     def __init__(self, base: Path, cni_conf: dict[str, Any] | bytes | None, cni_bin_dirs: list[str],
-                 sandbox_image: str = SANDBOX_IMAGE, cni_conf_file: str | None = None) -> None:
+                 sandbox_image: str = SANDBOX_IMAGE, cni_conf_file: str | None = None,
+                 extra_cni_confs: list[dict[str, Any]] | None = None) -> None:
         self.base = base
         self.root = base / "root"
         self.state = base / "state"
@@ -309,6 +310,9 @@ class ContainerdEnv:
         self.sandbox_image = sandbox_image
         self.cni_conf = cni_conf
         self.cni_conf_file = cni_conf_file
+        #: more networks for every pod (go-cni's max_conf_num): files 20-, 30-..., so they
+        #: sort after the first, which stays the pod's eth0
+        self.extra_cni_confs = list(extra_cni_confs or [])
         self.cni_bin_dirs = [str(d) for d in cni_bin_dirs]
         self.proc: subprocess.Popen[bytes] | None = None
         #: Host changes made to run at all (packages installed, cgroup mounts); for the report.
@@ -343,10 +347,12 @@ class ContainerdEnv:
         if self.cni_conf is not None:
             suffix = ".conflist" if b'"plugins"' in conf_bytes else ".conf"
             (self.cni_conf_dir / (self.cni_conf_file or f"10-{name}{suffix}")).write_bytes(conf_bytes)
+        for i, extra in enumerate(self.extra_cni_confs):
+            (self.cni_conf_dir / f"{20 + 10 * i}-{extra['name']}.conflist").write_text(json.dumps(extra, indent=2))
         text = Template(CONFIG_TEMPLATE.read_text()).substitute(
             root=self.root, state=self.state, socket=self.endpoint, sandbox_image=self.sandbox_image,
             snapshotter="overlayfs", runtime_binary=RUNTIME_BINARY, runtime_root=self.runtime_root,
-            cni_bin_dir=self.cni_bin_dir, cni_conf_dir=self.cni_conf_dir)
+            cni_bin_dir=self.cni_bin_dir, cni_conf_dir=self.cni_conf_dir, max_conf_num=1 + len(self.extra_cni_confs))
         self.config_path.write_text(text)
 
     def start(self) -> None:
@@ -652,14 +658,17 @@ class ContainerdEnv:
 
 @contextlib.contextmanager
 def containerd_env(tmp_path: Path, cni_conf: dict[str, Any] | bytes | None,
-                   cni_bin_dirs: list[str], cni_conf_file: str | None = None) -> Iterator[ContainerdEnv]:
+                   cni_bin_dirs: list[str], cni_conf_file: str | None = None,
+                   extra_cni_confs: list[dict[str, Any]] | None = None) -> Iterator[ContainerdEnv]:
     """A started :class:`ContainerdEnv` in ``tmp_path/containerd``; torn down on exit.
     ``cni_conf_file``: the conflist's file name (default ``10-<name>.conflist``). ``cni_conf``
     None: the conf dir starts empty (something writes it later) and NetworkReady is not awaited.
+    ``extra_cni_confs``: more conflists, attached to every pod as eth1, eth2... (max_conf_num).
 
     Raises :class:`HarnessError` if the host cannot run it (the caller fails the test).
     """
-    env = ContainerdEnv(Path(tmp_path) / "containerd", cni_conf, cni_bin_dirs, cni_conf_file=cni_conf_file)
+    env = ContainerdEnv(Path(tmp_path) / "containerd", cni_conf, cni_bin_dirs, cni_conf_file=cni_conf_file,
+                        extra_cni_confs=extra_cni_confs)
     try:
         env.start()
         yield env
