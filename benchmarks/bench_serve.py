@@ -70,7 +70,7 @@ SUBNET = "10.232.0.0/16"
 RAW_NS_PREFIX = "crinetbs-"  # raw baseline netns in /run/netns: crinetbs-<pid>-<n>
 LOOPBACK_CONF = {"cniVersion": "0.3.1", "name": "cni-loopback", "type": "loopback"}  # what cri-net runs
 CNI_BIN_CANDIDATES = ("/opt/cni/bin", "/usr/lib/cni")
-SERVE_CMD = REPO / ".venv" / "bin" / "cri-net"
+SERVE_CMD = Path(sys.executable).parent / "cri-net"  # the venv running this benchmark
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 MNT_DETACH = 2
