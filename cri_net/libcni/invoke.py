@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import time
 
 from . import rawjson
@@ -101,6 +100,8 @@ def exit_text(returncode: int) -> str:
     if returncode >= 0:
         return f"exit status {returncode}"
     try:
+        import signal  # only for a plugin killed by a signal: its enums cost every call ~1 ms
+
         name = signal.Signals(-returncode).name
     except ValueError:
         return f"signal {-returncode}"

@@ -22,13 +22,15 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import signal
 import threading
 import time
 from collections.abc import Mapping
 
+# the numbers from _signal: `signal` builds its enums at import, ~1 ms of a `cri-net cni` call
+from _signal import SIGKILL, SIGPIPE, SIGXFSZ
+
 _READ_CHUNK = 1 << 16
-_DEFAULT_SIGNALS = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+_DEFAULT_SIGNALS = frozenset({SIGPIPE, SIGXFSZ})
 
 
 class Deadline(Exception):
@@ -217,11 +219,11 @@ class Child:
         closed unread: whatever it (or an escaped grandchild) still writes is not ours to buffer."""
         if self.returncode is None:
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, SIGKILL)
             except ProcessLookupError:
                 pass
             try:
-                os.kill(self.pid, signal.SIGKILL)  # left its group: still ours to end
+                os.kill(self.pid, SIGKILL)  # left its group: still ours to end
             except ProcessLookupError:
                 pass
         for name in ("stdin", "stdout", "stderr"):

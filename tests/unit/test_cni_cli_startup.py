@@ -28,7 +28,7 @@ from fakeplugin.harness import FakeCNI
 #: libraries, and stdlib modules that cost milliseconds to import
 NOT_FOR_A_PLUGIN_RUN = ("pydantic", "grpc", "pyroute2", "google.protobuf", "prometheus_client", "tenacity",
                         "dataclasses", "typing", "logging", "shutil", "tempfile", "decimal", "pathlib",
-                        "argparse", "gettext", "locale")
+                        "argparse", "gettext", "locale", "signal")
 
 
 def run_cni(fake: FakeCNI, conf_dir: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
