@@ -357,6 +357,55 @@ print(json.dumps(marks))
 # -------------------------------------------------------------------------- the bench
 
 
+def start_serve(d: Path) -> subprocess.Popen[bytes]:
+    """A `cri-net serve` in `d` (own conf, state, netns and cache dirs, empty conf dir, log in
+    serve.log), once its CNI socket `d/cni.sock` exists: the server a cri-net plugin hands
+    its calls to."""
+    for sub in ("net.d", "state", "netns", "cache"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    (d / "none.json").write_text("{}")
+    with open(d / "serve.log", "wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "cri-net"), "serve", "--config", str(d / "none.json"), "--listen", f"unix://{d}/cri.sock",
+             "--conf-dir", str(d / "net.d"), "--state-dir", str(d / "state"), "--netns-dir", str(d / "netns"),
+             "--cache-dir", str(d / "cache"), "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (d / "cni.sock").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise BenchError(f"cri-net serve did not start: {(d / 'serve.log').read_text()[-800:]}")
+        time.sleep(0.05)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def stop_between_cycles(bench: Any) -> None:
+    """SIGTERM and SIGINT end the run after the pod cycle in flight (`bench.in_cycle`), so
+    no pod is left half-made; a second signal, or one outside a cycle, raises Interrupted."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if bench.in_cycle and bench.pending_signal is None:
+            bench.pending_signal = name
+            log(f"{name}: stopping after the current pod cycle (send it again to stop at once)")
+            return
+        raise Interrupted(name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -438,30 +487,10 @@ class Bench:
 
     def start_serve(self) -> None:
         """The `cri-net serve` that B's plugin hands its calls to (own dirs, empty conf dir)."""
-        d = self.serve_dir
-        for sub in ("net.d", "state", "netns", "cache"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        self.serve_log = open(d / "serve.log", "wb")
-        self.serve = subprocess.Popen(
-            [str(VENV_BIN / "cri-net"), "serve", "--config", str(d / "none.json"), "--listen", f"unix://{d}/cri.sock",
-             "--conf-dir", str(d / "net.d"), "--state-dir", str(d / "state"), "--netns-dir", str(d / "netns"),
-             "--cache-dir", str(d / "cache"), "--log-level", "warning"],
-            stdout=self.serve_log, stderr=subprocess.STDOUT, start_new_session=True)
-        (d / "none.json").write_text("{}")
-        deadline = time.monotonic() + 30
-        while not (d / "cni.sock").exists():
-            if self.serve.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"cri-net serve did not start: {(d / 'serve.log').read_text()[-800:]}")
-            time.sleep(0.05)
+        self.serve = start_serve(self.serve_dir)
 
     def stop_serve(self) -> None:
-        if self.serve is not None and self.serve.poll() is None:
-            self.serve.terminate()
-            try:
-                self.serve.wait(30)
-            except subprocess.TimeoutExpired:
-                self.serve.kill()
-                self.serve.wait()
+        stop_process(self.serve)
         self.serve = None
 
     def start(self) -> None:
@@ -1302,17 +1331,7 @@ def main(argv: list[str] | None = None) -> int:
         return cleanup_only()
     bench = Bench(args)
     atexit.register(bench.cleanup)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if bench.in_cycle and bench.pending_signal is None:
-            bench.pending_signal = name
-            log(f"{name}: stopping after the current pod cycle (send it again to stop at once)")
-            return
-        raise Interrupted(name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_between_cycles(bench)
     status = 0
     try:
         t0 = time.monotonic()

@@ -49,7 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_containerd import BenchError, bootstrap_ratio, med, pct  # noqa: E402
+from benchmarks.bench_containerd import (  # noqa: E402
+    BenchError, Interrupted, bootstrap_ratio, med, pct, start_serve, stop_between_cycles, stop_process)
 from cri_net.cri.client import CRIClient  # noqa: E402
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb  # noqa: E402
 from integration.containerd.harness import NETNS_DIR, ContainerdEnv, HarnessError, containerd_env, mounts_under  # noqa: E402
@@ -91,10 +92,6 @@ def network(name: str, index: int, ipam_dir: Path) -> dict[str, Any]:
                   "dataDir": str(ipam_dir)}}]}
 
 
-class Interrupted(BaseException):
-    pass
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -131,25 +128,8 @@ class Bench:
         self.serve: subprocess.Popen[bytes] | None = None
 
     # ---- set-up -----------------------------------------------------------------------
-    def start_serve(self) -> None:
-        d = self.serve_dir
-        for sub in ("net.d", "state", "netns", "cache"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "none.json").write_text("{}")
-        with open(d / "serve.log", "wb") as out:
-            self.serve = subprocess.Popen(
-                [str(VENV_BIN / "cri-net"), "serve", "--config", str(d / "none.json"), "--listen", f"unix://{d}/cri.sock",
-                 "--conf-dir", str(d / "net.d"), "--state-dir", str(d / "state"), "--netns-dir", str(d / "netns"),
-                 "--cache-dir", str(d / "cache"), "--log-level", "warning"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not (d / "cni.sock").exists():
-            if self.serve.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"cri-net serve did not start: {(d / 'serve.log').read_text()[-800:]}")
-            time.sleep(0.05)
-
     def start(self) -> None:
-        self.start_serve()
+        self.serve = start_serve(self.serve_dir)
         log(f"temp dir {self.tmp}; starting containerd A (3 networks, max_conf_num 3) and B (cri-net-cni)")
         a_nets = [network(name, i, self.ipam) for i, name in enumerate(NETS_A)]
         for key, conf, extra, bins in (("A", a_nets[0], a_nets[1:], [CNI_DIR]),
@@ -249,13 +229,7 @@ class Bench:
                 c.close()
         self.clients.clear()
         self.stack.close()
-        if self.serve is not None and self.serve.poll() is None:
-            self.serve.terminate()
-            try:
-                self.serve.wait(30)
-            except subprocess.TimeoutExpired:
-                self.serve.kill()
-                self.serve.wait()
+        stop_process(self.serve)
         for key, env in self.envs.items():
             self.leftovers += [f"containerd {key}: {f}" for f in env.cleanup_failures]
             self.sandbox_ids |= env.sandbox_ids()
@@ -390,17 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return cleanup_only()
     bench = Bench(args)
     atexit.register(bench.cleanup)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if bench.in_cycle and bench.pending_signal is None:
-            bench.pending_signal = name
-            log(f"{name}: stopping after the current pod cycle (send it again to stop at once)")
-            return
-        raise Interrupted(name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_between_cycles(bench)
     status = 0
     bench.results["loadavg_start"] = os.getloadavg()
     try:
