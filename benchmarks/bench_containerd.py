@@ -390,6 +390,33 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
             proc.wait()
 
 
+Cycle = tuple[float, float, float]  # RunPodSandbox, StopPodSandbox, RemovePodSandbox seconds
+
+
+def interleaved_cycles(cycle: Callable[[str, int], Cycle], n: int, batch: int) -> dict[str, list[Cycle]]:
+    """`n` cycles of side A and of side B, `cycle(side, i)`, in batches of `batch` ordered
+    A B B A A B ..., so drift on a small machine weighs on both sides alike."""
+    times: dict[str, list[Cycle]] = {"A": [], "B": []}
+    order: list[str] = []
+    k = 0
+    while len(order) < 2 * math.ceil(n / batch):
+        order += [("A", "B"), ("B", "A")][k % 2]
+        k += 1
+    for key in order:
+        for _ in range(min(batch, n - len(times[key]))):
+            times[key].append(cycle(key, len(times[key])))
+        log(f"cycles: A {len(times['A'])}/{n}, B {len(times['B'])}/{n}")
+    return times
+
+
+def side_stats(times: list[Cycle]) -> dict[str, Any]:
+    """Median, p90, min and n of one side's whole cycles, each RPC's median, every cycle."""
+    tot = [sum(t) for t in times]
+    return {"median": med(tot), "p90": pct(tot, 90), "min": min(tot), "n": len(tot),
+            "run_median": med([t[0] for t in times]), "stop_median": med([t[1] for t in times]),
+            "remove_median": med([t[2] for t in times]), "all": tot}
+
+
 def stop_between_cycles(bench: Any) -> None:
     """SIGTERM and SIGINT end the run after the pod cycle in flight (`bench.in_cycle`), so
     no pod is left half-made; a second signal, or one outside a cycle, raises Interrupted."""
@@ -540,24 +567,8 @@ class Bench:
                     self.set_launcher(capture=False)
             else:
                 self.cycle("B", f"bc-b-w{i}")
-        times: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
-        order = []
-        k = 0
-        while len(order) < 2 * math.ceil(n / batch):
-            order += [("A", "B"), ("B", "A")][k % 2]
-            k += 1
-        done = {"A": 0, "B": 0}
-        for key in order:
-            for _ in range(min(batch, n - done[key])):
-                times[key].append(self.cycle(key, f"bc-{key.lower()}-{done[key]}"))
-                done[key] += 1
-            log(f"cycles: A {done['A']}/{n}, B {done['B']}/{n}")
-        out: dict[str, Any] = {}
-        for key in ("A", "B"):
-            tot = [sum(t) for t in times[key]]
-            out[key] = {"median": med(tot), "p90": pct(tot, 90), "min": min(tot), "n": len(tot),
-                        "run_median": med([t[0] for t in times[key]]), "stop_median": med([t[1] for t in times[key]]),
-                        "remove_median": med([t[2] for t in times[key]]), "all": tot}
+        times = interleaved_cycles(lambda key, i: self.cycle(key, f"bc-{key.lower()}-{i}"), n, batch)
+        out: dict[str, Any] = {key: side_stats(times[key]) for key in ("A", "B")}
         ra = [sum(t) for t in times["A"]]
         rb = [sum(t) for t in times["B"]]
         out["ratio"] = out["B"]["median"] / out["A"]["median"]

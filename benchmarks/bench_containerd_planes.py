@@ -32,7 +32,6 @@ import argparse
 import atexit
 import contextlib
 import json
-import math
 import os
 import re
 import secrets
@@ -50,7 +49,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_containerd import (  # noqa: E402
-    BenchError, Interrupted, bootstrap_ratio, med, pct, start_serve, stop_between_cycles, stop_process)
+    BenchError, Interrupted, bootstrap_ratio, interleaved_cycles, side_stats, start_serve, stop_between_cycles,
+    stop_process)
 from cri_net.cri.client import CRIClient  # noqa: E402
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb  # noqa: E402
 from integration.containerd.harness import NETNS_DIR, ContainerdEnv, HarnessError, containerd_env, mounts_under  # noqa: E402
@@ -193,24 +193,8 @@ class Bench:
         for i in range(warm):
             for key in ("A", "B"):
                 self.cycle(key, f"bq-{key.lower()}-w{i}", check=i == 0)
-        times: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
-        order: list[str] = []
-        k = 0
-        while len(order) < 2 * math.ceil(n / batch):
-            order += [("A", "B"), ("B", "A")][k % 2]
-            k += 1
-        done = {"A": 0, "B": 0}
-        for key in order:
-            for _ in range(min(batch, n - done[key])):
-                times[key].append(self.cycle(key, f"bq-{key.lower()}-{done[key]}"))
-                done[key] += 1
-        log(f"cycles: A {done['A']}, B {done['B']}")
-        out: dict[str, Any] = {}
-        for key in ("A", "B"):
-            tot = [sum(t) for t in times[key]]
-            out[key] = {"median": med(tot), "p90": pct(tot, 90), "n": len(tot),
-                        "run_median": med([t[0] for t in times[key]]), "stop_median": med([t[1] for t in times[key]]),
-                        "remove_median": med([t[2] for t in times[key]])}
+        times = interleaved_cycles(lambda key, i: self.cycle(key, f"bq-{key.lower()}-{i}"), n, batch)
+        out: dict[str, Any] = {key: side_stats(times[key]) for key in ("A", "B")}
         ca, cb = [sum(t) for t in times["A"]], [sum(t) for t in times["B"]]
         ra, rb = [t[0] for t in times["A"]], [t[0] for t in times["B"]]
         out["ratio"] = out["B"]["median"] / out["A"]["median"]
@@ -388,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("\ncleanup: nothing left behind (containerds, pods, netns, bridges, leases, caches, temp dir)")
     if args.json:
+        for side in ("A", "B"):
+            bench.results.get("cycle", {}).get(side, {}).pop("all", None)
         print(json.dumps({"benchmark": "bench_containerd_planes", "ok": status == 0, "figures": figures(bench.results),
                           "leftovers": bench.leftovers, **bench.results}, default=str))
     return status
