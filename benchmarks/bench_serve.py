@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -133,6 +134,18 @@ def conflist(ipam_dir: str, kind: str = "bridge") -> dict[str, Any]:
         raise ValueError(kind)
     return {"cniVersion": "1.0.0", "name": NETWORK,
             "plugins": [main, {"type": "portmap", "capabilities": {"portMappings": True}}]}
+
+
+def cpu_ms(server_pid: int) -> dict[str, float]:
+    """CPU used so far, in ms: this process (`self`: the gRPC clients, or the raw driver), the
+    children it reaped (`children`: the raw side's plugins and `ip` runs), the server
+    (`server`) and the children the server reaped (`server_children`: cri-net's plugins)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(f"/proc/{server_pid}/stat", encoding="ascii") as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    tick = 1000 / os.sysconf("SC_CLK_TCK")
+    return {"self": (me.ru_utime + me.ru_stime) * 1000, "children": (kids.ru_utime + kids.ru_stime) * 1000,
+            "server": (int(f[11]) + int(f[12])) * tick, "server_children": (int(f[13]) + int(f[14])) * tick}
 
 
 def vm_status(pid: int) -> dict[str, int]:
@@ -613,17 +626,37 @@ class Bench:
                     self._check_stop()
                     self.raw.cycle(f"tp{conc}-{half}-{i}-{j}", self.mappings(self.next_port()))
 
+            used = {"cri": dict.fromkeys(("self", "children", "server", "server_children"), 0.0),
+                    "raw": dict.fromkeys(("self", "children", "server", "server_children"), 0.0)}
+
+            def timed(side: str, worker: Callable[[int], None]) -> float:
+                before = cpu_ms(self.server.pid)
+                wall = self.parallel(conc, worker)
+                after = cpu_ms(self.server.pid)
+                for k in before:
+                    used[side][k] += after[k] - before[k]
+                return wall
+
             try:
-                cwall = self.parallel(conc, lambda i: cri_worker(i, 0))
-                rwall = self.parallel(conc, lambda i: raw_worker(i, 0))
-                rwall += self.parallel(conc, lambda i: raw_worker(i, 1))
-                cwall += self.parallel(conc, lambda i: cri_worker(i, 1))
+                cwall = timed("cri", lambda i: cri_worker(i, 0))
+                rwall = timed("raw", lambda i: raw_worker(i, 0))
+                rwall += timed("raw", lambda i: raw_worker(i, 1))
+                cwall += timed("cri", lambda i: cri_worker(i, 1))
             finally:
                 for c in clients:
                     c.close()
             cri_rate, raw_rate = total / cwall, total / rwall
             self.report.add(f"pods_per_s_c{conc}", f"pods/s, full cycles, concurrency {conc}", cri_rate, "pods/s",
                             ">= 0.95x raw", cri_rate / raw_rate >= 0.95, vs_raw=cri_rate / raw_rate)
+            # where the CPU of a pod goes (on 2 cores, past a few pods at once the rate is CPU-bound)
+            c, r = ({k: v / total for k, v in used[side].items()} for side in ("cri", "raw"))
+            cri_own, raw_own = c["self"] + c["server"], r["self"]
+            cri_all, raw_all = cri_own + c["server_children"] + c["children"], raw_own + r["children"]
+            self.report.add(f"cpu_per_pod_c{conc}", f"CPU per pod, concurrency {conc}: cri-net's gRPC clients + server",
+                            cri_own, "ms", vs_raw=cri_own / raw_own if raw_own else None,
+                            note=f"server {c['server']:.1f} ms + clients {c['self']:.1f} ms; raw driver {raw_own:.1f} ms "
+                                 f"(vs raw); plugins {c['server_children']:.1f} ms via cri-net, {r['children']:.1f} ms "
+                                 f"raw (with ip netns); all CPU raw/cri-net {raw_all / cri_all:.2f}")
             self.report.details.setdefault("throughput", {})[f"c{conc}"] = {
                 "cycles": total, "cri_pods_per_s": round(cri_rate, 2), "raw_pods_per_s": round(raw_rate, 2),
                 "cri_cycle_p50_ms": round(pct(lat, 50) * 1000, 1), "cri_cycle_p90_ms": round(pct(lat, 90) * 1000, 1)}
