@@ -528,7 +528,10 @@ class Bench:
                             raw.append(self.raw.cycle(tag, self.mappings(self.next_port())))
                 n += k
                 b += 1
-            idle_rpc = self.idle_rpc_latency(client, max(40, a.cycles))
+            cpu0 = cpu_ms(self.server.pid)
+            idle_samples = max(40, a.cycles)
+            idle_rpc = self.idle_rpc_latency(client, idle_samples)
+            cpu1 = cpu_ms(self.server.pid)
         finally:
             client.close()
         ct = [c["total"] * 1000 for c in cri]
@@ -552,6 +555,10 @@ class Bench:
         rpcs = len(cri[0]) - 1  # run, status, stop, remove (the other key is the total)
         rep.add("cycle_idle_rpc_ms", f"Version RPC after {IDLE_GAP_MS} ms idle, median", idle_rpc, "ms",
                 note="transport and thread wake-ups only: no work in the handler")
+        rep.add("cycle_idle_rpc_cpu_ms", "CPU of one such Version RPC: server + gRPC client",
+                (cpu1["server"] - cpu0["server"] + cpu1["self"] - cpu0["self"]) / idle_samples, "ms",
+                note=f"server {(cpu1['server'] - cpu0['server']) / idle_samples:.2f} ms, "
+                     f"client {(cpu1['self'] - cpu0['self']) / idle_samples:.2f} ms (mean)")
         net = cmed - rpcs * idle_rpc
         rep.add("cycle_cri_less_transport_ms", f"pod cycle, cri-net, less {rpcs} such round trips", net, "ms",
                 vs_raw=net / rmed)
