@@ -417,6 +417,52 @@ def side_stats(times: list[Cycle]) -> dict[str, Any]:
             "remove_median": med([t[2] for t in times]), "all": tot}
 
 
+def pod_cycle(bench: Any, client: CRIClient, cfg: pb.PodSandboxConfig,
+              when_ready: Callable[[str], None] | None = None) -> Cycle:
+    """RunPodSandbox, StopPodSandbox, RemovePodSandbox of one pod, each timed (`when_ready(id)`
+    runs untimed in between). A signal meanwhile waits for the cycle's end (no half-made pod):
+    then Interrupted. The pod's id goes to `bench.sandbox_ids` for the cleanup."""
+    bench.in_cycle = True
+    try:
+        t0 = now()
+        sid = client.runp(cfg)
+        t1 = now()
+        bench.sandbox_ids.add(sid)
+        if when_ready is not None:
+            when_ready(sid)
+        t2 = now()
+        client.stopp(sid)
+        t3 = now()
+        client.rmp(sid)
+        t4 = now()
+    finally:
+        bench.in_cycle = False
+    if bench.pending_signal:
+        raise Interrupted(bench.pending_signal)
+    return t1 - t0, t3 - t2, t4 - t3
+
+
+def stop_containerds(bench: Any) -> None:
+    """Once: close `bench.clients`, stop the containerds (`bench.stack`) and the `bench.serve`
+    beside them; what a harness could not remove goes to `bench.leftovers`, the pods it knew
+    to `bench.sandbox_ids`."""
+    if bench.stopped:
+        return
+    bench.stopped = True
+    for c in bench.clients.values():
+        with contextlib.suppress(Exception):
+            c.close()
+    bench.clients.clear()
+    bench.stack.close()
+    stop_process(bench.serve)
+    bench.serve = None
+    for key, env in bench.envs.items():
+        bench.leftovers += [f"containerd {key}: {f}" for f in env.cleanup_failures]
+        for f in env.leftovers:
+            log(f"containerd {key} teardown: {f}")
+        bench.sandbox_ids |= env.sandbox_ids()
+
+
 def stop_between_cycles(bench: Any) -> None:
     """SIGTERM and SIGINT end the run after the pod cycle in flight (`bench.in_cycle`), so
     no pod is left half-made; a second signal, or one outside a cycle, raises Interrupted."""
@@ -535,24 +581,7 @@ class Bench:
 
     # ---- the pod cycle ----------------------------------------------------------------
     def cycle(self, key: str, name: str) -> tuple[float, float, float]:
-        side = SIDE_A if key == "A" else SIDE_B
-        c = self.clients[key]
-        cfg = pod_config(side, name)
-        self.in_cycle = True  # a signal now waits for the cycle's end: no half-made pods
-        try:
-            t0 = now()
-            sid = c.runp(cfg)
-            t1 = now()
-            self.sandbox_ids.add(sid)
-            c.stopp(sid)
-            t2 = now()
-            c.rmp(sid)
-            t3 = now()
-        finally:
-            self.in_cycle = False
-        if self.pending_signal:
-            raise Interrupted(self.pending_signal)
-        return t1 - t0, t2 - t1, t3 - t2
+        return pod_cycle(self, self.clients[key], pod_config(SIDE_A if key == "A" else SIDE_B, name))
 
     def run_cycles(self) -> None:
         n, warm, batch = self.args.cycles, self.args.warmup, self.args.batch
@@ -926,21 +955,7 @@ class Bench:
 
     # ---- cleanup ----------------------------------------------------------------------
     def stop_containerds(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        for c in self.clients.values():
-            with contextlib.suppress(Exception):
-                c.close()
-        self.clients.clear()
-        self.stack.close()
-        self.stop_serve()
-        for key, env in self.envs.items():
-            for f in env.cleanup_failures:
-                self.leftovers.append(f"containerd {key}: {f}")
-            for f in env.leftovers:
-                log(f"containerd {key} teardown: {f}")
-            self.sandbox_ids |= env.sandbox_ids()
+        stop_containerds(self)
 
     def cleanup(self) -> None:
         if self.cleaned:

@@ -49,8 +49,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_containerd import (  # noqa: E402
-    BenchError, Interrupted, bootstrap_ratio, interleaved_cycles, side_stats, start_serve, stop_between_cycles,
-    stop_process)
+    BenchError, Interrupted, bootstrap_ratio, interleaved_cycles, pod_cycle, side_stats, start_serve,
+    stop_between_cycles, stop_containerds)
 from cri_net.cri.client import CRIClient  # noqa: E402
 from cri_net.cri.pb.runtime.v1 import api_pb2 as pb  # noqa: E402
 from integration.containerd.harness import NETNS_DIR, ContainerdEnv, HarnessError, containerd_env, mounts_under  # noqa: E402
@@ -71,10 +71,6 @@ EXTRA_ANNOTATION = "network.alpha.kubernetes.io/network"
 
 def log(msg: str) -> None:
     print(f"[bench_containerd_planes {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def now() -> float:
-    return time.perf_counter()
 
 
 def _listdir(path: Path | str) -> list[str]:
@@ -150,26 +146,8 @@ class Bench:
             labels={"crinet-bench": name}, annotations=annotations, linux=pb.LinuxPodSandboxConfig())
 
     def cycle(self, key: str, name: str, check: bool = False) -> tuple[float, float, float]:
-        c = self.clients[key]
-        cfg = self.pod_config(key, name)
-        self.in_cycle = True  # a signal now waits for the cycle's end: no half-made pods
-        try:
-            t0 = now()
-            sid = c.runp(cfg)
-            t1 = now()
-            self.sandbox_ids.add(sid)
-            if check:
-                self.check_interfaces(key, sid)
-            t2 = now()
-            c.stopp(sid)
-            t3 = now()
-            c.rmp(sid)
-            t4 = now()
-        finally:
-            self.in_cycle = False
-        if self.pending_signal:
-            raise Interrupted(self.pending_signal)
-        return t1 - t0, t3 - t2, t4 - t3
+        return pod_cycle(self, self.clients[key], self.pod_config(key, name),
+                         (lambda sid: self.check_interfaces(key, sid)) if check else None)
 
     def check_interfaces(self, key: str, sid: str) -> None:
         """The first pod of each side really has eth0, eth1 and eth2 on its three subnets."""
@@ -204,20 +182,6 @@ class Bench:
         self.results["cycle"] = out
 
     # ---- teardown -----------------------------------------------------------------------
-    def stop_all(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        for c in self.clients.values():
-            with contextlib.suppress(Exception):
-                c.close()
-        self.clients.clear()
-        self.stack.close()
-        stop_process(self.serve)
-        for key, env in self.envs.items():
-            self.leftovers += [f"containerd {key}: {f}" for f in env.cleanup_failures]
-            self.sandbox_ids |= env.sandbox_ids()
-
     def our_netns(self) -> list[str]:
         """containerd's pod netns made during the run that hold an address of ours."""
         out = []
@@ -233,7 +197,7 @@ class Bench:
             return
         self.cleaned = True
         try:
-            self.stop_all()
+            stop_containerds(self)
         except Exception as exc:  # noqa: BLE001 - cleanup carries on
             self.leftovers.append(f"teardown failed: {exc}")
         for name in self.our_netns():
