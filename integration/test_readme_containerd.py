@@ -106,11 +106,18 @@ def _listening(path: Path) -> bool:
             return False
 
 
+def operator_env() -> dict[str, str]:
+    """The environment of an operator's shell: under `make test ARGS=...` make hands its
+    command-line variables to every make below it (MAKEFLAGS), and `make run` would pass the
+    test's ARGS to `cri-net serve`."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS")}
+
+
 @contextlib.contextmanager
 def make_run(command: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`make run` in the repository, as the README says; SIGTERM and wait at the end."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "-c", command], cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(["bash", "-c", command], cwd=REPO, env=operator_env(), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -164,7 +171,7 @@ def readme_node(tmp_path: Path, net_factory: Callable[[], UniqueNet]) -> Iterato
         (CRINET_CONF_DIR / f"10-{default.name}.conflist").write_text(
             json.dumps(default.conflist(extra_plugins=[PORTMAP, BANDWIDTH])))
         (CRINET_CONF_DIR / f"20-{extra.name}.conflist").write_text(json.dumps(extra.conflist()))
-        proc = subprocess.run(["bash", "-c", setup.install], cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(["bash", "-c", setup.install], cwd=REPO, env=operator_env(), capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, f"{setup.install}: {proc.stderr}"
         assert (BIN_DIR / "cri-net").is_file()
         yield setup, default, extra

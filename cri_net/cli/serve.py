@@ -66,6 +66,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..server.health import HealthError
     from ..server.server import Server, ServeError
     from .privileges import needs_root_message
+    from .stop_signals import StopSignals
 
     try:
         settings = config.from_args(args)
@@ -73,17 +74,10 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"cri-net serve: {exc}", file=sys.stderr)
         return 1
     log.setup(settings.log_level, settings.log_format)
-    import signal
-    import threading
 
-    # Handlers first: a SIGTERM that arrives as soon as the sockets accept must stop the
-    # server, whatever disposition this process inherited (an ignored SIGTERM survives exec).
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    # and delivered: a signal mask is inherited across exec too (a parent that blocked SIGTERM
-    # in the spawning thread would leave this server unkillable but by SIGKILL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    # Handlers first: a SIGTERM that arrives as soon as the sockets accept must stop the server.
+    stop = StopSignals()
+    stop.install()
     try:
         server = Server(settings)
         if args.install_default_network:
@@ -100,11 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
     path = server.path
     print(f"cri-net: serving CRI on unix://{path}\n"
           f"  try: crictl --runtime-endpoint unix://{path} --image-endpoint unix://{path} info", file=sys.stderr)
-    # A process-directed SIGTERM may land on any thread (gRPC's, the GC's); Python runs its
-    # handler only when the main thread next runs bytecode, and a wait without a timeout on a
-    # lock is interrupted only when the signal lands on the main thread itself: wake up often.
-    while not done.wait(0.2):
-        pass
+    stop.wait()
     server.observability.readiness.drain()  # /readyz says no before the drain starts
     server.stop()
     return 0
