@@ -70,7 +70,9 @@ EXTRA_ANNOTATION = "network.alpha.kubernetes.io/network"
 
 
 def log(msg: str) -> None:
-    print(f"[bench_containerd_planes {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    # one write(2), not print: this runs in signal handlers too, where a print that lands inside
+    # another print's buffered write raises "reentrant call"
+    os.write(2, f"[bench_containerd_planes {time.strftime('%H:%M:%S')}] {msg}\n".encode(errors="replace"))
 
 
 def _listdir(path: Path | str) -> list[str]:

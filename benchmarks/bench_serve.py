@@ -110,7 +110,9 @@ def run(*cmd: str, check: bool = True, quiet: bool = False) -> subprocess.Comple
 
 
 def log(msg: str) -> None:
-    print(f"[bench_serve {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    # one write(2), not print: this runs in signal handlers too, where a print that lands inside
+    # another print's buffered write raises "reentrant call"
+    os.write(2, f"[bench_serve {time.strftime('%H:%M:%S')}] {msg}\n".encode(errors="replace"))
 
 
 def sandbox_id(tag: str) -> str:

@@ -336,7 +336,9 @@ def render_report(run: dict[str, Any]) -> str:
 
 
 def log(msg: str) -> None:
-    print(f"[run_all {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    # one write(2), not print: this runs in signal handlers too, where a print that lands inside
+    # another print's buffered write raises "reentrant call"
+    os.write(2, f"[run_all {time.strftime('%H:%M:%S')}] {msg}\n".encode(errors="replace"))
 
 
 def host_lock() -> contextlib.AbstractContextManager[None]:
