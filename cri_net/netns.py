@@ -71,7 +71,7 @@ def run_in(path: str, fn: Callable[[], T]) -> T:
 
     def body() -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO there must not block
         except OSError as exc:
             outcome.append(NetnsError(exc.errno, f"open netns {path}: {exc.strerror}"))
             return

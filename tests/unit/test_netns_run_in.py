@@ -40,6 +40,10 @@ def test_errors_name_the_netns_and_exceptions_reach_the_caller(tmp_path: Path) -
     not_a_netns.write_text("")
     with pytest.raises(OSError, match=f"setns.*{not_a_netns}"):
         netns.run_in(str(not_a_netns), _links)
+    fifo = tmp_path / "fifo"  # a broken node: opening it for reading would wait for a writer
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=f"setns.*{fifo}"):
+        netns.run_in(str(fifo), _links)
     path = netns.create(str(tmp_path / "ns"))
     try:
         with pytest.raises(ZeroDivisionError):
