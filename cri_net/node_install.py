@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 
-from .fsutil import atomic_write
+from .fsutil import FileReadError, atomic_write, read_regular
 from .libcni import ConfigError, conf_list_from_bytes
 from .log import kv
 
@@ -49,10 +49,11 @@ def runtime_conflist(conf_dir: str, bin_dirs: list[str], delegate_conf_dir: str 
 
 
 def _same(path: str, data: bytes) -> bool:
+    """Whether `path` is a regular file holding `data` (anything else there is replaced; a FIFO
+    must not block the install)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(len(data) + 1) == data
-    except OSError:
+        return read_regular(path, len(data)) == data
+    except FileReadError:
         return False
 
 
@@ -71,10 +72,9 @@ def install(shim: str, bin_dir: str, conf_dir: str, crinet_conf_dir: str, bin_di
             delegate_conf_dir: str | None) -> list[str]:
     """Install the launcher and the conflist; returns what was written."""
     try:
-        with open(shim, "rb") as fh:
-            launcher = fh.read(16 << 20)
-    except OSError as exc:
-        raise InstallError(f"{shim}: cannot read the launcher: {exc.strerror or exc}") from None
+        launcher = read_regular(shim, 16 << 20)
+    except FileReadError as exc:
+        raise InstallError(f"cannot read the launcher: {exc}") from None
     if launcher[:4] != b"\x7fELF":
         raise InstallError(f"{shim}: not an executable (ELF) launcher")
     conflist = runtime_conflist(crinet_conf_dir, bin_dirs, delegate_conf_dir)
