@@ -102,7 +102,12 @@ class NativeAdaptor(shared.OperatorBacked):
             optional = [t for t in bridge.OPTIONAL_PLUGINS if bridge.installed(t, self.settings.bin_dirs)]
             version = self._newest_common_version(["bridge", "portmap", "firewall", *optional])
             data = bridge.conflist(p, version, optional)
-            atomic_write(self._path(p.name), data, mode=0o640, dir_mode=0o755)
+            path = self._path(p.name)
+            try:  # never over a file already there: another network's, or one being edited
+                atomic_write(path, data, mode=0o640, dir_mode=0o755, replace=False)
+            except FileExistsError:
+                raise InvalidRequestError("name", f"{path} already exists (it is not network {p.name!r}); "
+                                                  "rename or remove it, or choose another name") from None
             self.operator.update()
         kv(log, logging.INFO, "network created", network=p.name, bridge=p.bridge, subnet=str(p.subnet))
         return network_info(self._get(p.name))

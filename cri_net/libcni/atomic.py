@@ -34,12 +34,14 @@ def make_dirs(path: str, mode: int = 0o700) -> None:
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o700, sync_dir: bool = True,
-                 sync: bool = True) -> None:
+                 sync: bool = True, replace: bool = True) -> None:
     """Write `data` to `path` atomically with file `mode`; creates the parent dir with `dir_mode`.
 
     `sync_dir=False` skips the directory fsync that makes the rename itself durable: readers
     still never see half a file, but a power cut may lose the newest version. `sync=False`
-    skips every fsync: atomic for readers and against a killed process, not against a power cut."""
+    skips every fsync: atomic for readers and against a killed process, not against a power cut.
+    `replace=False` creates `path` only if nothing (not even a dangling symlink) is there, else
+    FileExistsError: the finished temp file is hard-linked into place, never renamed over."""
     directory = os.path.dirname(path) or "."
     make_dirs(directory, dir_mode)
     fd, tmp = _create_temp(directory)
@@ -50,7 +52,11 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o70
             fh.flush()
             if sync:
                 os.fsync(fh.fileno())
-        os.rename(tmp, path)
+        if replace:
+            os.rename(tmp, path)
+        else:
+            os.link(tmp, path, follow_symlinks=False)
+            os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -409,6 +409,32 @@ def test_create_refuses_duplicate_names_native_or_cri(env):
     assert env.files() == ["10-dup.conflist", "crinet-mine.conflist"]
 
 
+@pytest.mark.parametrize("kind", ["other-network", "unparsable", "fifo", "dangling-symlink"])
+def test_create_never_replaces_a_file_already_at_its_path(env, kind):
+    """The name check sees loaded networks only: crinet-web.conflist may hold another network,
+    an operator's half-finished edit, or something that is not a config at all."""
+    path = env.conf_dir / "crinet-web.conflist"
+    if kind == "other-network":
+        path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "storage", "plugins": [{"type": "bridge"}]}))
+    elif kind == "unparsable":
+        path.write_text('{"cniVersion": "1.0.0", "name": "db",')
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(env.conf_dir / "nowhere")
+    before = os.lstat(path)
+    content = path.read_text() if kind in ("other-network", "unparsable") else None
+    a = env.adaptor()
+    with pytest.raises(InvalidRequestError) as exc:
+        a.conf_create(NetworkCreateRequest(name="web", subnet="10.40.0.0/24"))
+    assert exc.value.key == "name" and str(path) in exc.value.reason
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    if content is not None:
+        assert path.read_text() == content
+    assert env.files() == ["crinet-web.conflist"]  # and no temp file left
+
+
 @pytest.mark.parametrize("versions, expected", [
     pytest.param({"bridge": ["0.3.1", "0.4.0", "1.0.0"], "portmap": ["0.4.0", "1.0.0", "1.1.0"]}, "1.0.0",
                  id="newest-common"),
@@ -477,7 +503,7 @@ def test_create_leaves_no_partial_file_when_the_write_fails(env, monkeypatch):
     def boom(src, dst, *args, **kw):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "rename", boom)
+    monkeypatch.setattr(os, "link", boom)  # the step that puts a new conflist in place
     with pytest.raises(OSError):
         a.conf_create(NetworkCreateRequest(name="x"))
     monkeypatch.undo()
