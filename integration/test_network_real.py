@@ -449,5 +449,6 @@ def test_native_network_two_containers_talk_tcp(
     assert removed.returncode == 0, removed.stderr
     assert not host_link_exists(bridge)
     assert not (conf_dir / f"crinet-{name}.conflist").exists()
+    assert not (Path(hostaudit.DEFAULT_IPAM_DIR) / name).exists()  # host-local's lock and last_reserved_ip too
     assert cli("ls", "-q").stdout.strip() == ""
     audit.assert_clean()  # bridge included: rm removed it

@@ -26,6 +26,7 @@ from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.loader import load_networks
 
 from .. import NATIVE_FILE_PREFIX, shared
+from ..leases import count_leases, host_local_dirs
 from ..listing import filter_infos, network_info
 from ..shared import plane_result
 from ..planes import attach_all, cached_planes, check_all, detach_all, ifname_key, merge_direct_caps, validate_target
@@ -155,6 +156,7 @@ class NativeAdaptor(shared.OperatorBacked):
                 os.unlink(net.source or self._path(name))
             except FileNotFoundError:
                 pass
+            _remove_ipam_state(net)
             self.operator.update()
         kv(log, logging.INFO, "network removed", network=name, bridge=bridge_name)
         return name
@@ -224,6 +226,26 @@ def _by_network(attachments: list[libcni.NetworkAttachment], loopback: str) -> d
         if a.network != loopback:
             out.setdefault(a.network, set()).add(a.container_id)
     return {n: sorted(ids) for n, ids in out.items()}
+
+
+def _remove_ipam_state(net: NetworkConfigList) -> None:
+    """host-local keeps `<dataDir>/<network>/` (leases, `lock`, `last_reserved_ip.N`) and never
+    removes it: with no container attached, what is left is bookkeeping, gone with the network.
+    A lease file there is someone else's: the dir is then kept, and the log says so."""
+    for network, lease_dir in host_local_dirs([net]):
+        if count_leases(lease_dir):
+            kv(log, logging.WARNING, "IPAM state kept: it holds leases", network=network, dir=lease_dir)
+            return
+        try:
+            with os.scandir(lease_dir) as it:
+                names = [e.name for e in it]
+            for n in names:
+                os.unlink(os.path.join(lease_dir, n))
+            os.rmdir(lease_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            kv(log, logging.WARNING, "IPAM state not removed", network=network, dir=lease_dir, error=str(exc))
 
 
 def _delete_link(name: str) -> None:
