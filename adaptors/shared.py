@@ -10,17 +10,37 @@ from __future__ import annotations
 
 import logging
 import os
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any, TypeVar
 
 from cri_net.fsutil import is_temp, remove_stale_temps
 from cri_net.libcni import CNIError, GCAttachment, NetworkAttachment, Result, Result100, convert, version
 from cri_net.log import kv
+from cri_net.network.errors import CNIStateError
 from cri_net.network.models import Attachment, GCOutcome, NetworkApiResult, NetworkState
 from cri_net.netns import live_netns
 from cri_net.operator import CNIOperator, PlaneRef
 
 log = logging.getLogger("cri_net.adaptors")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cni_state_errors(method: F) -> F:
+    """An adaptor method's door: a library error that got this far (the cache dir unusable
+    while it is listed, e.g. results/ a FIFO) leaves as `CNIStateError`, a network API error
+    callers map, never as a libcni exception they do not know."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except CNIError as exc:
+            raise CNIStateError(exc) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class OperatorBacked:

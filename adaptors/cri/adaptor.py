@@ -32,6 +32,7 @@ from cri_net.operator import CNIOperator, PlaneRef
 from cri_net.operator.primary import find_primary
 
 from .. import NATIVE_FILE_PREFIX, leases, shared, status
+from ..shared import cni_state_errors
 from ..listing import filter_infos, network_info
 from ..planes import attach_all, cached_planes, check_all, detach_all, ifname_key, merge_direct_caps, validate_target
 from . import annotations, default_network, default_route, host_ports, ip_ranges, multus_planes
@@ -129,6 +130,7 @@ class CRIAdaptor(shared.OperatorBacked):
         self.operator.close()
 
     # ---- planning ----------------------------------------------------------------------
+    @cni_state_errors
     def validate(self, conf: NetworkApiConf) -> None:
         """Everything attach checks, with nothing attached."""
         self.plan(conf)
@@ -208,6 +210,7 @@ class CRIAdaptor(shared.OperatorBacked):
         return Plan(planes, routes, namespaces)
 
     # ---- attach / detach / check -------------------------------------------------------
+    @cni_state_errors
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         plan = self.full_plan(conf)
         planes = plan.planes
@@ -256,6 +259,7 @@ class CRIAdaptor(shared.OperatorBacked):
         lo = [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")] if self.loopback else []
         return default + extras + lo
 
+    @cni_state_errors
     def detach(self, conf: NetworkApiConf) -> None:
         try:
             planes = self.known_planes(conf)
@@ -269,6 +273,7 @@ class CRIAdaptor(shared.OperatorBacked):
         kv(log, logging.INFO, "pod detached", pod=f"{conf.namespace}/{conf.name}", pod_id=conf.pod_id,
            networks=",".join(p.network for p in planes))
 
+    @cni_state_errors
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = check_all(self.operator, self.known_planes(conf))
         return self.results(conf, planes)
@@ -307,6 +312,7 @@ class CRIAdaptor(shared.OperatorBacked):
     def exist(self, name: str) -> bool:
         return self.operator.networks.get(name) is not None
 
+    @cni_state_errors
     def attachments(self) -> dict[str, list[str]]:
         """network -> ids of the pods attached to it (this adaptor's owner tag only: the cache is shared)."""
         out: dict[str, set[str]] = {}

@@ -28,7 +28,7 @@ from cri_net.operator.loader import load_networks
 from .. import NATIVE_FILE_PREFIX, shared
 from ..leases import count_leases, host_local_dirs
 from ..listing import filter_infos, network_info
-from ..shared import plane_result
+from ..shared import cni_state_errors, plane_result
 from ..planes import attach_all, cached_planes, check_all, detach_all, ifname_key, merge_direct_caps, validate_target
 from . import bridge
 
@@ -64,6 +64,7 @@ class NativeAdaptor(shared.OperatorBacked):
     def status(self) -> None:
         return None  # ready with no network at all: containers are attached to created ones
 
+    @cni_state_errors
     def validate(self, conf: NetworkApiConf) -> None:
         self.plan(conf)
 
@@ -80,6 +81,7 @@ class NativeAdaptor(shared.OperatorBacked):
         return net
 
     # ---- configs -----------------------------------------------------------------------
+    @cni_state_errors
     def conf_create(self, request: NetworkCreateRequest) -> NetworkInfo:
         if request.driver != "bridge":
             raise InvalidRequestError("driver", f"unsupported driver {request.driver!r} (supported: bridge)")
@@ -135,13 +137,16 @@ class NativeAdaptor(shared.OperatorBacked):
     def exist(self, name: str) -> bool:
         return self.operator.networks.get(name) is not None
 
+    @cni_state_errors
     def attached_containers(self, name: str) -> list[str]:
         return sorted({a.container_id for a in self.operator.own_attachments() if a.network == name})
 
+    @cni_state_errors
     def attachments(self) -> dict[str, list[str]]:
         """network -> ids of the containers attached to it (this adaptor's attachments only)."""
         return _by_network(self.operator.own_attachments(), self.operator.loopback.name)
 
+    @cni_state_errors
     def conf_rm(self, name: str) -> str:
         with self._config_lock:
             net = self._get(name)
@@ -183,6 +188,7 @@ class NativeAdaptor(shared.OperatorBacked):
                                          caps if i == 0 else {})))  # port mappings go to the first network
         return planes
 
+    @cni_state_errors
     def attach(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = self.plan(conf)
         attach_all(self.operator, conf.pod_id, conf.netns_path, planes)
@@ -195,6 +201,7 @@ class NativeAdaptor(shared.OperatorBacked):
                         reverse=True)
         return planes + [PlaneRef(self.operator.loopback.name, conf.pod_id, netns, "lo")]
 
+    @cni_state_errors
     def detach(self, conf: NetworkApiConf) -> None:
         failures = detach_all(self.operator, self._known_planes(conf))
         if failures:
@@ -215,6 +222,7 @@ class NativeAdaptor(shared.OperatorBacked):
             raise DetachError(failures)
         kv(log, logging.INFO, "container detached from network", container=conf.pod_id, network=name)
 
+    @cni_state_errors
     def check(self, conf: NetworkApiConf) -> list[NetworkApiResult]:
         planes = check_all(self.operator, self._known_planes(conf))
         return [plane_result(p.network, p.ifname, self.operator.cached_result(p)) for p in reversed(planes)]

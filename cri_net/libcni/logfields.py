@@ -61,8 +61,9 @@ class LazyLogger:
         return self._logger
 
 
-def kv(logger: logging.Logger | LazyLogger, level: int, msg: str, **fields: Any) -> None:
-    """Log `msg` with structured `fields`, skipping the work when the level is off."""
+def kv(logger: logging.Logger | LazyLogger, level: int, msg: str, exc_info: bool = False, **fields: Any) -> None:
+    """Log `msg` with structured `fields` (and the exception being handled, with `exc_info`),
+    skipping the work when the level is off."""
     if isinstance(logger, LazyLogger):
         if _pending is not None:
             if level < _pending[0]:
@@ -71,4 +72,4 @@ def kv(logger: logging.Logger | LazyLogger, level: int, msg: str, **fields: Any)
             return  # nothing configured logging: the root's default level, WARNING, holds
         logger = logger.logger
     if logger.isEnabledFor(level):
-        logger.log(level, msg, extra={"fields": fields})
+        logger.log(level, msg, exc_info=exc_info, extra={"fields": fields})

@@ -5,12 +5,13 @@
     module.detach(conf, "cri")
 """
 
-from .errors import (AdaptorNotFoundError, AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
+from .errors import (AdaptorNotFoundError, AttachError, CheckError, CNIStateError, DetachError, InvalidRequestError,
+                     NetworkApiError,
                      NetworkNotReadyError, NetworkStatusError)
 from .models import (Attachment, ExtraNet, NetworkApiConf, NetworkApiResult, NetworkCreateRequest, NetworkInfo,
                      NetworkState)
 from .module import NetworkModule, create_adaptor
 
-__all__ = ["AdaptorNotFoundError", "AttachError", "CheckError", "DetachError", "InvalidRequestError", "NetworkApiError",
+__all__ = ["AdaptorNotFoundError", "AttachError", "CheckError", "CNIStateError", "DetachError", "InvalidRequestError", "NetworkApiError",
            "NetworkNotReadyError", "NetworkStatusError", "Attachment", "NetworkState", "create_adaptor", "ExtraNet", "NetworkApiConf", "NetworkApiResult", "NetworkCreateRequest",
            "NetworkInfo", "NetworkModule"]

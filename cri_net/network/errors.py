@@ -30,6 +30,15 @@ class NetworkNotReadyError(NetworkApiError):
         self.conf_dir = conf_dir
 
 
+class CNIStateError(NetworkApiError):
+    """The node's CNI state (the cache dir shared with the runtime) cannot be used, e.g. its
+    results dir is not a directory; nothing was changed by this request."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"cannot use the CNI cache: {cause}")
+        self.cause = cause
+
+
 class PlaneError(NetworkApiError):
     """An operation on one plane (`network` on `ifname`) failed; names the plugin when known."""
 

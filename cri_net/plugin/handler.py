@@ -250,8 +250,8 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
     if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
         raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
     # the network module (pydantic and all) is only loaded for commands that need it
-    from ..network.errors import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiError,
-                                  NetworkNotReadyError, NetworkStatusError)
+    from ..network.errors import (AttachError, CheckError, CNIStateError, DetachError, InvalidRequestError,
+                                  NetworkApiError, NetworkNotReadyError, NetworkStatusError)
 
     try:
         adaptor = adaptor_for(inv)
@@ -280,6 +280,8 @@ def handle(inv: Invocation, adaptor_for: AdaptorSource = fresh_adaptor) -> dict[
     except DetachError as exc:
         first = exc.failures[0][2]
         raise PluginFailure(getattr(first, "code", INTERNAL), str(exc)) from None
+    except CNIStateError as exc:
+        raise PluginFailure(getattr(exc.cause, "code", INTERNAL), str(exc)) from None
     except NetworkApiError as exc:
         raise PluginFailure(INTERNAL, str(exc)) from None
     raise PluginFailure(INVALID_ENV, f"unknown CNI_COMMAND: {command}")

@@ -108,8 +108,16 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
             kv(log, logging.ERROR, "rpc failed", rpc=method.__name__, pod=_pod_of(request),
                network=self.network_of(method.__name__, exc), error=str(exc))
             context.abort(grpc.StatusCode.INTERNAL, clamp(f"{method.__name__}: {exc}"))
+        except Exception as exc:
+            failure = exc
+            if context.code() is not None:  # grpc's abort: a bare Exception raised once the code is set
+                raise
+            # a bug: the caller still gets a status naming it (not UNKNOWN), the log the traceback
+            kv(log, logging.ERROR, "rpc failed: unexpected error", rpc=method.__name__, pod=_pod_of(request),
+               error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            context.abort(grpc.StatusCode.INTERNAL, clamp(f"{method.__name__}: internal error: {type(exc).__name__}: {exc}"))
         except BaseException as exc:
-            failure = exc  # type: ignore[assignment]  # grpc's abort, or a bug: counted, then re-raised
+            failure = exc  # type: ignore[assignment]  # counted, then re-raised
             raise
         finally:
             elapsed = time.monotonic() - start

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from adaptors.cri import CRIAdaptor
 from adaptors.native import NativeAdaptor, bridge
 from cri_net import config
-from cri_net.network import (AttachError, CheckError, DetachError, InvalidRequestError, NetworkApiConf,
+from cri_net.network import (AttachError, CheckError, CNIStateError, DetachError, InvalidRequestError, NetworkApiConf,
                              NetworkApiError, NetworkCreateRequest)
 
 net = ipaddress.ip_network
@@ -658,6 +658,26 @@ def test_attach_to_a_created_network(env):
     assert br["config"]["bridge"] == "crinet-br0" and br["config"]["name"] == "one"
     assert pm["config"]["runtimeConfig"]["portMappings"][0]["hostPort"] == 8080
     assert [(r.name, r.interface) for r in results] == [("one", "eth0")]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-loop"])
+def test_an_unusable_cache_dir_is_a_network_api_error_and_nothing_runs(env, kind):
+    """results/ that cannot be listed (a broken node) reaches callers as CNIStateError naming
+    it (the server maps it, the hook answers CNI code 5), never as a libcni exception."""
+    two_networks(env)
+    a = env.adaptor()
+    results = env.cache_dir / "results"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(results)
+    else:
+        results.symlink_to(results)
+    for call in (lambda: a.attach(env.conf("a")), lambda: a.check(env.conf("a")), lambda: a.attachments(),
+                 lambda: a.conf_rm("a")):
+        with pytest.raises(CNIStateError) as exc:
+            call()
+        assert str(results) in str(exc.value) and exc.value.cause.code == 5
+    assert env.fake.calls() == []
 
 
 @pytest.mark.parametrize("networks, key", [
