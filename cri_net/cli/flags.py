@@ -9,7 +9,7 @@ DEFAULT_CONFIG_FILE = "/etc/cri-net/config.toml"
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """The directory flags every sub-command takes."""
+    """The config and directory flags of `serve` (and so `config show`) and the `network` sub-commands."""
     parser.add_argument("--config", help=f"config file, TOML or JSON (default {DEFAULT_CONFIG_FILE} if present)")
     parser.add_argument("--conf-dir", dest="conf_dir", help="cri-net's network config dir (default /etc/cri-net/net.d; a runtime using the cri-net hook must not read it)")
     parser.add_argument("--bin-dir", dest="bin_dirs", action="append",

@@ -22,7 +22,8 @@ FILTER_KEYS = ("name", "plugin", "owner")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("network", help="manage native bridge networks and attach network namespaces to them",
-                       description="NETNS is a path, or a name under /run/netns, /var/run/netns or the netns dir.")
+                       description="NETNS is a path, or a name under /run/netns, /var/run/netns, /run/cri-net/netns "
+                                   "or the netns_dir of the --config file (there is no --netns-dir flag).")
     nsub = p.add_subparsers(dest="network_command", required=True)
 
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
