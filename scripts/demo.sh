@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job until `cri-net serve` lands: a real CNI ADD / CHECK / DEL with the Debian
-# plugins (bridge + host-local + portmap) in a fresh network namespace, through `cri-net cni`.
+# `make demo`: a one-shot CNI ADD then DEL with the Debian plugins (bridge + host-local +
+# portmap) in a fresh network namespace, through `cri-net cni` (no `cri-net serve` needed).
 # Everything it creates is removed on exit, even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
