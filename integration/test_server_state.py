@@ -44,7 +44,9 @@ def test_unreadable_record_keeps_netns_and_attachments(env, damage: str) -> None
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and str(path) in err.details()
     err = rpc_error(c.runp, pod("keep", uid="u-keep"))
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS and str(path) in err.details()
-    c.rmp(sid)  # unknown to the server: a no-op, never a teardown
+    for call in (c.stopp, c.rmp):  # state unknown: refused (an OK would be a lie), never a teardown
+        err = rpc_error(call, sid)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and str(path) in err.details(), err.details()
     assert cni_calls(env.fake, "DEL") == [] and env.netns_files() == netns_before
     # repaired by the operator: back to normal
     env.stop()
@@ -101,3 +103,44 @@ def test_status_lists_a_bounded_number_of_unreadable_records(env) -> None:  # no
     assert len(info["unreadableSandboxes"]) == 100 and info["unreadableSandboxesOmitted"] == 30
     assert all(len(u["problem"]) <= 1000 for u in info["unreadableSandboxes"])
     assert env.records() == [f"{i:064x}.json" for i in range(130)]  # all kept
+
+
+def test_the_largest_pod_the_limits_allow_is_still_readable_after_a_restart(env) -> None:  # noqa: F811
+    """Every bound a pod author meets (metadata, port mappings, DNS) at its maximum at once: the
+    record and the cache entry written for it stay under what is read back, so after a restart
+    the pod is listed and stops and is removed normally. One mapping more is refused up front."""
+    from cri_net.server import limits
+
+    env.write_conf({"type": "fake-a", "capabilities": {"portMappings": True, "dns": True}})
+    env.start()
+    c = env.client()
+    ip6 = "fd00:" + ":".join(["ffff"] * 7)  # the longest host IP spelling
+    mappings = [{"host_port": 0, "container_port": 65535 - i, "protocol": 0, "host_ip": ip6}
+                for i in range(limits.MAX_PORT_MAPPINGS // 2)]
+    mappings += [{"host_port": 40000 + i, "container_port": 80, "protocol": 0, "host_ip": ip6}
+                 for i in range(limits.MAX_PORT_MAPPINGS - len(mappings))]
+    budget = limits.MAX_POD_METADATA_BYTES
+    cfg = pod("big", uid="u-big", labels={"l": "y" * (budget // 2 - 1)}, annotations={"a": "x" * (budget // 2 - 1)},
+              port_mappings=mappings)
+    entry = "d" * limits.MAX_DNS_ENTRY_LEN
+    cfg.dns_config.servers.extend([ip6] * limits.MAX_DNS_ENTRIES)
+    cfg.dns_config.searches.extend([entry] * limits.MAX_DNS_ENTRIES)
+    cfg.dns_config.options.extend([entry] * limits.MAX_DNS_ENTRIES)
+    sid = c.runp(cfg)
+    env.stop()
+    env.start()
+    c = env.client()
+    assert c.info()["unreadableSandboxes"] == []
+    assert [p.id for p in c.pods()] == [sid]
+    c.stopp(sid)
+    c.rmp(sid)
+    assert env.netns_files() == [] and env.cache_files(sid) == []
+
+    too_many = pod("bigger", uid="u-bigger", port_mappings=mappings + [{"host_port": 0, "container_port": 1}])
+    err = rpc_error(c.runp, too_many)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "config.port_mappings" in err.details(), err.details()
+    too_long = pod("dns", uid="u-dns")
+    too_long.dns_config.searches.append("d" * (limits.MAX_DNS_ENTRY_LEN + 1))
+    err = rpc_error(c.runp, too_long)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "config.dns_config.searches[0]" in err.details()
+    assert env.netns_files() == [] and c.pods() == []

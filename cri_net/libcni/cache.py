@@ -201,13 +201,17 @@ class ResultCache:
     def write(self, record: CacheRecord) -> str:
         """Atomically write `record`; returns the path."""
         path = self.path(record.network_name, record.container_id, record.ifname)
+        data = record.to_json().encode("utf-8")
+        if len(data) > MAX_CACHE_FILE_SIZE:  # what could not be read back must not be written
+            raise CacheError(f"cached result would be {len(data)} bytes, over the read limit of "
+                             f"{MAX_CACHE_FILE_SIZE}", path)
         try:
             # no fsync (Go libcni syncs nothing either): without a dir fsync the file fsync bought
             # nothing a reader can tell after a power cut (the new name may be gone either way,
             # and a torn file is skipped as unusable, like a missing one), and it was the largest
             # cost of an attach of cri-net's own (~0.7 ms per plane, profiled); readers and a
             # killed writer still never see half a file
-            atomic_write(path, record.to_json().encode("utf-8"), mode=0o600, dir_mode=0o700, sync=False)
+            atomic_write(path, data, mode=0o600, dir_mode=0o700, sync=False)
         except OSError as exc:
             raise CacheError(f"failed to write cached result: {exc.strerror}", path) from None
         return path

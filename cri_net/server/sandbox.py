@@ -171,6 +171,7 @@ class SandboxManager:
         except capabilities.AnnotationError as exc:
             raise InvalidRequestError(f"config.{exc.key}", exc.reason) from None
         limits.check_pod_metadata(req.labels, req.annotations, req.runtime_handler)
+        limits.check_pod_network_config(req.port_mappings, req.dns)
 
     def _existing(self, req: PodRequest, sid: str) -> tuple[str, SandboxRecord | None]:
         """The pod's id and record, if it exists: under its id, or under the id an older
@@ -267,6 +268,7 @@ class SandboxManager:
         """Detach every plane (cached config), keep the record NOTREADY and the netns; idempotent."""
         sid = self.resolve(id_or_prefix)
         if sid is None:
+            self._refuse_unreadable(id_or_prefix, "stopped")
             return
         with self._pod_lock(sid):
             record = self.store.get(sid)
@@ -284,6 +286,7 @@ class SandboxManager:
         """Stop if needed, then delete the netns and the record; idempotent."""
         sid = self.resolve(id_or_prefix)
         if sid is None:
+            self._refuse_unreadable(id_or_prefix, "removed")
             return
         with self._pod_lock(sid):
             record = self.store.get(sid)
@@ -292,6 +295,14 @@ class SandboxManager:
             self._teardown(record)
         kv(log, logging.INFO, "pod sandbox removed", pod=f"{record.metadata.namespace}/{record.metadata.name}",
            pod_id=sid)
+
+    def _refuse_unreadable(self, sandbox_id: str, what: str) -> None:
+        """A pod whose record cannot be read is not "not found": its netns and attachments may
+        be live, so an OK for stop or remove would be a lie that leaks them."""
+        if sandbox_id in self.store.unreadable:
+            raise SandboxUnreadableError(f"pod sandbox {sandbox_id}: state unknown, record unreadable "
+                                         f"({self.store.unreadable[sandbox_id]}); it cannot be {what}: its network "
+                                         "is left alone (repair or remove the file, then restart cri-net)")
 
     def view(self, record: SandboxRecord) -> SandboxView:
         """The pod's planes from the CNI cache: no plugin runs. A READY pod's planes do not
@@ -316,9 +327,8 @@ class SandboxManager:
     def status(self, id_or_prefix: str) -> SandboxView:
         sid = self.resolve(id_or_prefix)
         record = self.store.get(sid) if sid else None
-        if record is None and id_or_prefix in self.store.unreadable:
-            raise SandboxUnreadableError(f"pod sandbox {id_or_prefix}: state unknown, record unreadable "
-                                         f"({self.store.unreadable[id_or_prefix]}); its network is left alone")
+        if record is None:
+            self._refuse_unreadable(id_or_prefix, "reported")
         if record is None:
             raise SandboxNotFoundError(f"pod sandbox {_short(id_or_prefix)} not found")
         return self.view(record)

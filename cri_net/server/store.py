@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from ..fsutil import atomic_write, make_dirs, read_regular, remove_stale_temps
+from ..fsutil import FileReadError, atomic_write, make_dirs, read_regular, remove_stale_temps
 from ..log import kv
 from ..network.models import ExtraNet, NetworkApiConf
 
@@ -83,8 +84,8 @@ class SandboxStore:
                 if record.id != name[:-len(".json")]:
                     raise ValueError(f"its id {record.id[:80]!r} is not its file name")
             except (OSError, ValueError) as exc:  # ValidationError is a ValueError
-                problems.append(f"{path}: {exc}")
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                reason = _why_unreadable(exc)
+                problems.append(f"{path}: {reason}")
                 self.unreadable[name[:-len(".json")]] = f"{path}: {reason}"
                 kv(log, logging.ERROR, "unreadable sandbox record; its pod's netns and attachments are left alone",
                    file=path, error=reason)
@@ -95,8 +96,12 @@ class SandboxStore:
     def put(self, record: SandboxRecord, durable: bool = True) -> None:
         """`durable=False`: atomic, survives a killed server, not a power cut (which also
         takes every netns, so a state only about live network can skip the fsyncs)."""
-        atomic_write(os.path.join(self.dir, f"{record.id}.json"), record.model_dump_json().encode(), 0o600, 0o700,
-                     sync=durable)
+        path = os.path.join(self.dir, f"{record.id}.json")
+        data = record.model_dump_json().encode()
+        if len(data) > MAX_RECORD_SIZE:  # what could not be read back must not be written
+            raise OSError(errno.EFBIG, f"sandbox record would be {len(data)} bytes, over the read limit of "
+                                       f"{MAX_RECORD_SIZE}", path)
+        atomic_write(path, data, 0o600, 0o700, sync=durable)
         with self._lock:
             self._records[record.id] = record
 
@@ -128,3 +133,15 @@ class SandboxStore:
 
 
 __all__ = ["ExtraNet", "Plane", "SandboxMetadata", "SandboxRecord", "SandboxState", "SandboxStore"]
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """One line saying what is wrong with a record file (its path is said by the caller)."""
+    if isinstance(exc, FileReadError):
+        return exc.reason
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "the document"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {first.get('msg', 'invalid')}{more}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

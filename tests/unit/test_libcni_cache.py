@@ -413,3 +413,16 @@ def test_operations_never_touch_files_outside_the_cache_dir(fakecni, tmp_path, n
             continue
         assert got is None or "6.6.6.6" not in json.dumps(getattr(got, "to_dict", lambda: None)())
     assert snapshot() == before
+
+
+def test_a_result_over_the_read_limit_is_never_written(tmp_path):
+    """What read_result would refuse as too large must be refused at write(): an ADD that could
+    never be DEL'd from its cache entry fails instead (and is rolled back by its caller)."""
+    from cri_net.libcni.cache import MAX_CACHE_FILE_SIZE
+
+    cache = ResultCache(str(tmp_path / "cache"))
+    with pytest.raises(CacheError, match="over the read limit") as info:
+        cache.write(CacheRecord(container_id="c", network_name="n", ifname="eth0",
+                                result={"a": "x" * MAX_CACHE_FILE_SIZE}))
+    assert info.value.code == ErrorCode.IO_FAILURE
+    assert not (tmp_path / "cache" / "results").exists() or os.listdir(tmp_path / "cache" / "results") == []

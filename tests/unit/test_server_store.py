@@ -115,3 +115,37 @@ def test_unreadable_record_is_reported(tmp_path):
     problems = fresh.load()
     assert len(problems) == 1 and "b" * 64 in problems[0]
     assert [r.id for r in fresh.all()] == [ID_A]
+
+
+def test_a_record_over_the_read_limit_is_never_written(tmp_path):
+    """What load() would refuse as too large must be refused at put(): the old file stays."""
+    from cri_net.server.store import MAX_RECORD_SIZE
+
+    store = SandboxStore(str(tmp_path))
+    store.put(record(ID_A, state="CREATING"))
+    path = tmp_path / "sandboxes" / f"{ID_A}.json"
+    before = path.read_bytes()
+    huge = record(ID_A, labels={"l": "x" * MAX_RECORD_SIZE})
+    with pytest.raises(OSError, match="over the read limit") as info:
+        store.put(huge)
+    assert info.value.filename == str(path)
+    assert path.read_bytes() == before and store.get(ID_A).state == "CREATING"
+    assert sorted(os.listdir(tmp_path / "sandboxes")) == [f"{ID_A}.json"]  # no temp file either
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b'{"id": 1}', "id: Input should be a valid string (and 2 more)"),
+    (b"", "Invalid JSON"),
+])
+def test_an_unreadable_record_says_why_once(tmp_path, content, reason):
+    bad = tmp_path / "sandboxes" / ("b" * 64 + ".json")
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(content)
+    fresh = SandboxStore(str(tmp_path))
+    [problem] = fresh.load()
+    assert problem.count(str(bad)) == 1 and reason in problem, problem
+    fifo = tmp_path / "sandboxes" / ("c" * 64 + ".json")
+    os.mkfifo(fifo)
+    problems = SandboxStore(str(tmp_path)).load()
+    [fifo_problem] = [p for p in problems if str(fifo) in p]
+    assert fifo_problem.count(str(fifo)) == 1 and "FIFO" in fifo_problem, fifo_problem
