@@ -8,12 +8,16 @@ ends with a host audit: removing the pods undid creating them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -348,3 +352,82 @@ def test_network_create_refuses_unusable_subnets(subnet: str, tmp_path: Path) ->
     assert str(ipaddress.ip_network(subnet)) in proc.stderr and "subnet" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(conf_dir.iterdir()) == []
+
+
+# ------------------------------------------------------------------------- orphaned plugins
+
+# portmap behind a wait: it touches <markerDir>/<container id> with its pid, waits while
+# <delayFile> exists (at most 60 s), then runs the real portmap with the same stdin. A server
+# SIGKILLed while it waits leaves it running: without the start-up kill it would add its DNAT
+# rules after the restarted server rolled the pod back.
+_SLOW_PORTMAP_SRC = r'''
+import json, os, subprocess, sys, time
+data = sys.stdin.buffer.read()
+conf = json.loads(data or b"{}")
+if os.environ.get("CNI_COMMAND") == "ADD":
+    with open(os.path.join(conf["markerDir"], os.environ["CNI_CONTAINERID"]), "w") as fh:
+        fh.write(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while os.path.exists(conf["delayFile"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+done = subprocess.run([conf["portmapPath"]], input=data)
+sys.exit(done.returncode)
+'''
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def test_a_plugin_left_running_by_a_killed_server_is_stopped_before_the_rollback(
+    cri_server_factory: Callable[..., CRIServer], unique_net: UniqueNet, host_audit: Callable[..., Audit]
+) -> None:
+    """SIGKILL of the server only (its plugins are in their own process groups), mid-ADD in
+    portmap; the restart rolls the pod back. The plugin must be gone before that DEL, else its
+    DNAT rules for the dead pod stay forever (nothing records them)."""
+    srv = cri_server_factory(start=False, conflist=False)
+    slow_dir = srv.root / "slow-portmap"
+    (slow_dir / "markers").mkdir(parents=True)
+    srv.bin_dir.mkdir(parents=True, exist_ok=True)
+    plugin = srv.bin_dir / "crinet-t-slowportmap"
+    plugin.write_text(f"#!{sys.executable}\n{_SLOW_PORTMAP_SRC}")
+    plugin.chmod(0o755)
+    doc = unique_net.conflist(ipam_dir=srv.ipam_dir, extra_plugins=[{
+        "type": plugin.name, "capabilities": {"portMappings": True}, "markerDir": str(slow_dir / "markers"),
+        "delayFile": str(slow_dir / "delay"), "portmapPath": "/usr/lib/cni/portmap"}])
+    (srv.conf_dir / CONF_FILE).write_text(json.dumps(doc))
+    (slow_dir / "delay").write_text("")
+    srv.start()
+    audit = audit_of(host_audit, srv)
+    port = free_port()
+    cfg = pod_config("orphan", port_mappings=[{"container_port": 80, "host_port": port}])
+    sid = config_id(cfg)
+    marker = slow_dir / "markers" / sid
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: srv.client().runp(cfg))
+        deadline = time.monotonic() + 30
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline and not pending.done(), "the slow portmap never started"
+            time.sleep(0.02)
+        orphan = int(marker.read_text())
+        srv.kill(signal.SIGKILL)  # the server only: the plugin's group lives on
+        with pytest.raises(grpc.RpcError):
+            pending.result(timeout=30)
+    try:
+        assert _pid_alive(orphan)
+        srv.start()  # reconcile: kill the orphan, then roll the pod back
+        assert not _pid_alive(orphan), "the restarted server left the orphaned plugin running"
+        assert "killed a plugin its caller left running" in srv.log
+        (slow_dir / "delay").unlink()  # would release an orphan still waiting: its portmap ADD would run now
+        time.sleep(1.5)
+        nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+        assert f"--dport {port} " not in nat, f"DNAT for the rolled-back pod's host port {port} left behind"
+    finally:  # a failed run must not leave the orphan to add its rules after the test
+        with contextlib.suppress(OSError):
+            os.killpg(orphan, signal.SIGKILL)
+    assert [p.id for p in srv.client().pods()] == [] and srv.record_ids() == []
+    audit.assert_clean(ignore=[unique_net.per_network_state])

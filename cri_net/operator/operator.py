@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from .. import libcni, metrics
+from .. import orphans
 from ..plugin.wire import CALLER_ENV
 from ..libcni import CNI, CNIError, NetworkAttachment, NetworkConfigList, PluginInfo, Result, RuntimeConf, SkippedFile
 from ..libcni.errors import PluginError, PluginNotFoundError
@@ -72,8 +73,9 @@ class CNIOperator:
         self.owner = owner
         self.hook_types = tuple(hook_types)
         self.hook_network = hook_network
-        # plugins run with CALLER_ENV set, so a launcher reached anyway refuses instead of nesting
-        executor = TimedExecutor(timeout=timeout, extra_env={CALLER_ENV: "1"})
+        # plugins run with CALLER_ENV set, so a launcher reached anyway refuses instead of nesting;
+        # its value names this process, so a restarted server can stop the plugins it left running
+        executor = TimedExecutor(timeout=timeout, extra_env={CALLER_ENV: orphans.caller_tag()})
         self.cni = CNI(bin_dirs, cache_dir=cache_dir, executor=executor, owner=owner)
         self.loopback = libcni.conf_list_from_bytes(LOOPBACK_CONFLIST, source="<built-in loopback>")
         self._networks = NetworkSet(conf_dir)

@@ -35,7 +35,8 @@ CALL_TIMEOUT = 110.0  # under kubelet's 2 min CRI deadline: the runtime never ti
 HANDOFF_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
 SOCKET_KEY = "daemonSocket"
 #: Set in the environment of every plugin cri-net runs: a launcher that finds it was reached
-#: through one of cri-net's own networks and refuses, rather than call cri-net again.
+#: through one of cri-net's own networks and refuses, rather than call cri-net again. Its
+#: value names the process that ran the plugin (`cri_net.orphans.caller_tag`).
 CALLER_ENV = "CRI_NET_CALLER"
 
 

@@ -35,7 +35,7 @@ from ..network.errors import AttachError, InvalidRequestError, NetworkApiError
 from ..network import capabilities
 from ..network.models import Attachment
 from ..network.results import network_status, split_ips
-from .. import netns
+from .. import netns, orphans
 from . import limits
 from .store import Plane, SandboxMetadata, SandboxRecord, SandboxStore
 
@@ -353,7 +353,10 @@ class SandboxManager:
         """Make store and netns mounts agree after a restart; returns counts. The cache's
         stale attachments are the GC's (`gc_stale_attachments`), which the server runs once
         serving: it reads every cache file, which at 10,000 pods took seconds of a restart."""
-        counts = {"rolled_back": 0, "not_ready": 0, "stale_netns": 0}
+        # first: a plugin a killed server left running (an ADD of a pod rolled back below, or of
+        # a hook call the runtime will DEL) would finish after that DEL and leak what it set up
+        counts = {"orphaned_plugins": orphans.kill_orphaned_plugins(), "rolled_back": 0, "not_ready": 0,
+                  "stale_netns": 0}
         self.store.load()
         pinned = netns.mounted()  # one read of mountinfo, not one per pod
         for record in self.store.all():
