@@ -13,6 +13,7 @@ calls running in-process without a server are only checked against the cache.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,16 +26,26 @@ from cri_net.libcni.cache import decode_record
 from cri_net.network.errors import InvalidRequestError
 from cri_net.operator import CNIOperator
 
-WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 _lock = threading.Lock()
 #: container id -> (cache dir, pod label, mappings) of attaches in progress
 _in_flight: dict[str, tuple[str, str, list[Mapping[str, Any]]]] = {}
 
 
+def _host_ip(text: str) -> str:
+    """One spelling per address ("0::1", "0000::0001" and "::1" are one host IP), "" for all
+    addresses (empty, 0.0.0.0, ::, in any spelling); text that is no address stays as it is."""
+    if not text:
+        return ""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    return "" if ip.is_unspecified else str(ip)
+
+
 def _key(m: Mapping[str, Any]) -> tuple[Any, str, str]:
-    ip = str(m.get("hostIP") or "")
-    return m.get("hostPort"), str(m.get("protocol") or "tcp").lower(), "" if ip in WILDCARDS else ip
+    return m.get("hostPort"), str(m.get("protocol") or "tcp").lower(), _host_ip(str(m.get("hostIP") or ""))
 
 
 def conflicts(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

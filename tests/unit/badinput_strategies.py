@@ -117,7 +117,10 @@ def subnets_in(blocks: list[str], supernets: bool = False) -> st.SearchStrategy[
 wire_mappings = st.fixed_dictionaries(
     {"hostPort": st.sampled_from([80, 8080, 30000]), "containerPort": st.integers(1, 65535)},
     optional={"protocol": st.sampled_from(["tcp", "udp", "sctp", "TCP"]),
-              "hostIP": st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "10.213.0.1", "::1"])})
+              "hostIP": st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "10.213.0.1", "::1",
+                                         # other spellings of the same addresses (IPv6 has many)
+                                         "0::1", "0000:0000::0001", "0::", "0:0:0:0:0:0:0:0", "FD00::1",
+                                         "fd00:0::1"])})
 
 
 def _shifted(parts: tuple[str, str, str, str, int], field: int) -> tuple[tuple[str, str, str, int], ...]:
