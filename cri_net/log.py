@@ -21,8 +21,11 @@ __all__ = ["KeyValueFormatter", "JSONFormatter", "setup", "kv"]
 
 
 def _quote(value: Any) -> str:
+    """The value as one token: quoted (JSON escapes) when it is empty, holds a space, = or ",
+    or anything unprintable: a pod name is the pod author's, and a CR, an ESC sequence or a
+    bidi override in it must not rewrite or hide the line on an operator's terminal."""
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n\t'):
+    if text == "" or not text.isprintable() or any(c in text for c in ' ="'):
         return json.dumps(text)
     return text
 
