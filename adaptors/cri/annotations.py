@@ -34,7 +34,7 @@ from .reading import (BANDWIDTH_BURST, CNI_ARGS_ANNOTATION_PREFIX, CNI_EXTENSION
                       EGRESS_BANDWIDTH_ANNOTATION, EGRESS_BANDWIDTH_MISSPELT_ANNOTATION, EXTRA_NETWORKS_ANNOTATION,
                       INGRESS_BANDWIDTH_ANNOTATION, IP_RANGES_ANNOTATION, MULTUS_NETWORKS_ANNOTATION, MAX_ANNOTATION_VALUE_BYTES,
                       MAX_BANDWIDTH_BPS, MAX_IFNAME_BYTES, MIN_BANDWIDTH_BPS, NETWORK_NAME_RE,
-                      PORT_MAPPINGS_ANNOTATION, annotation_value, check_fields, load_json)
+                      PORT_MAPPINGS_ANNOTATION, annotation_value, check_fields, ifname_problem, load_json)
 
 logger = logging.getLogger("cri_net.network")
 
@@ -56,18 +56,15 @@ __all__ = ["AnnotationError", "Bandwidth", "DNSConfig", "ExtraNetwork", "IPRange
 
 
 def _interface_name(key: str, ifname: Any, what: str = "") -> str:
-    """Linux/libcni interface-name rules: 1..15 bytes, not . or .., no / : whitespace or NUL."""
+    """A pod interface name (`ifname_problem`'s rules) from annotation `key`."""
     if not isinstance(ifname, str):
         raise AnnotationError(key, f"{what}interface must be a string, got {type_name(ifname)}")
     if not ifname:
         raise AnnotationError(key, f"{what}interface is empty")
     check_text(key, ifname)
-    if len(ifname.encode("utf-8")) > MAX_IFNAME_BYTES:
-        raise AnnotationError(key, f"{what}interface {show(ifname)} is longer than {MAX_IFNAME_BYTES} bytes")
-    if ifname in (".", ".."):
-        raise AnnotationError(key, f"{what}interface {show(ifname)} is not a valid name")
-    if any(c in "/:\0" or c.isspace() for c in ifname):
-        raise AnnotationError(key, f"{what}interface {show(ifname)} contains '/', ':', NUL or whitespace")
+    problem = ifname_problem(ifname)
+    if problem:
+        raise AnnotationError(key, f"{what}interface {show(ifname)} {problem}")
     return ifname
 
 

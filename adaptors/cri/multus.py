@@ -28,8 +28,8 @@ from cri_net.network.capabilities import (AnnotationError, Bandwidth, PortMappin
                                           special_purpose, type_name)
 
 from .ports import json_port_mappings
-from .reading import (BANDWIDTH_BURST, EXTRA_NETWORKS_ANNOTATION, MAX_BANDWIDTH_BPS, MAX_IFNAME_BYTES,
-                      MIN_BANDWIDTH_BPS, MULTUS_NETWORKS_ANNOTATION, NETWORK_NAME_RE, annotation_value, load_json)
+from .reading import (BANDWIDTH_BURST, EXTRA_NETWORKS_ANNOTATION, MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS,
+                      MULTUS_NETWORKS_ANNOTATION, NETWORK_NAME_RE, annotation_value, ifname_problem, load_json)
 
 KEY: Final = MULTUS_NETWORKS_ANNOTATION
 #: a Kubernetes namespace name (DNS-1123 label), as Multus checks it
@@ -176,11 +176,9 @@ def _interface(index: int, entry: Mapping[str, Any]) -> str:
         return ""  # defaulted once every entry is known
     field, value = given[0]
     ifname = _string(index, field, value)
-    if len(ifname.encode("utf-8")) > MAX_IFNAME_BYTES:
-        raise _err(index, field, f"{show(ifname)} is longer than {MAX_IFNAME_BYTES} bytes")
-    if ifname in (".", "..") or any(c in "/:\0" or c.isspace() for c in ifname):
-        raise _err(index, field, f"{show(ifname)} is not a valid interface name (no '/', ':', NUL, whitespace, "
-                                 "'.' or '..')")
+    problem = ifname_problem(ifname)
+    if problem:
+        raise _err(index, field, f"{show(ifname)} {problem}")
     return ifname
 
 

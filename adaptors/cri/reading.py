@@ -37,6 +37,22 @@ MIN_BANDWIDTH_BPS: Final = 1_000  # 1k, as containerd
 MAX_BANDWIDTH_BPS: Final = 10**15  # 1P, as containerd
 BANDWIDTH_BURST: Final = 2**32 - 1  # math.MaxUint32, what containerd sends for a set direction
 MAX_IFNAME_BYTES: Final = 15
+
+
+def ifname_problem(ifname: str) -> str | None:
+    """Why `ifname` cannot name a pod's interface, or None. Linux and libcni refuse more than
+    15 bytes, `.` and `..`, and `/`, `:`, NUL or whitespace; the kernel takes `%` as a template
+    (`net%d` becomes net0, not what was asked), and `all` and `default` are the sysctl dirs
+    (net.ipv4.conf.all) that plugins write under."""
+    if len(ifname.encode("utf-8")) > MAX_IFNAME_BYTES:
+        return f"is longer than {MAX_IFNAME_BYTES} bytes"
+    if ifname in (".", "..", "all", "default"):
+        return "is not a valid interface name"
+    if any(c in "/:\0" or c.isspace() for c in ifname):
+        return "is not a valid interface name: it contains '/', ':', NUL or whitespace"
+    if "%" in ifname:
+        return "is not a valid interface name: it contains '%' (the kernel would pick the name)"
+    return None
 #: Largest quantity `parse_quantity` returns (Kubernetes' Quantity.Value() is an int64).
 MAX_QUANTITY: Final = 2**63 - 1
 _MAX_QUANTITY_DIGITS: Final = 100  # significant digits; Python refuses int() of > 4300 digits

@@ -471,6 +471,8 @@ def test_parse_extra_networks(value: str | None, want: list[ExtraNetwork]) -> No
     j([{"name": "n", "interface": "a:b"}]), j([{"name": "n", "interface": "a b"}]), j([{"name": "n", "interface": "a\tb"}]),
     j([{"name": "n", "interface": "a\u00a0b"}]), j([{"name": "n", "interface": "a\x00b"}]),
     j([{"name": "n", "interface": "eth0"}]), j([{"name": "n", "interface": "lo"}]),
+    j([{"name": "n", "interface": "net%d"}]), j([{"name": "n", "interface": "all"}]),
+    j([{"name": "n", "interface": "default"}]),
     j([{"name": "a", "interface": "net1"}, {"name": "b", "interface": "net1"}]),
     j([{"name": "n", "interface": "net1", "ips": []}]),
 ])

@@ -66,7 +66,7 @@ range_entry = st.one_of(
 ip_ranges_value = st.one_of(st.lists(st.lists(range_entry, max_size=3) | json_values, max_size=3).map(json.dumps),
                             raw_json_text)
 ifnames = st.one_of(st.sampled_from(["net1", "eth0", "lo", "", ".", "..", "a/b", "a:b", "a b", "a\0b",
-                                     "x" * 15, "x" * 16, "é" * 8, "net1\n"]), nasty_text)
+                                     "x" * 15, "x" * 16, "é" * 8, "net1\n", "net%d", "all", "default"]), nasty_text)
 net_names = st.one_of(st.sampled_from(["extra", "net", "../etc", "a/b", "-x", "x y", "", ".hidden", "ok.name_1"]),
                       nasty_text)
 extra_entry = st.one_of(
@@ -281,8 +281,8 @@ def test_extra_networks_accept_or_name_the_key(value: str, default_if: str) -> N
     for net in nets:
         assert ann.NETWORK_NAME_RE.fullmatch(net.name), net
         name = net.interface
-        assert 0 < len(name.encode()) <= 15 and name not in (".", "..", "lo", default_if) and name not in seen, net
-        assert not any(c in "/:\0" or c.isspace() for c in name), net
+        assert 0 < len(name.encode()) <= 15 and name not in (".", "..", "all", "default", "lo", default_if), net
+        assert name not in seen and not any(c in "/:%\0" or c.isspace() for c in name), net
         seen.add(name)
 
 
@@ -312,8 +312,8 @@ def test_multus_networks_accept_or_name_annotation_entry_and_field(value: str, d
         assert ann.NETWORK_NAME_RE.fullmatch(sel.name), sel
         assert sel.namespace == "" or re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", sel.namespace), sel
         name = sel.interface
-        assert 0 < len(name.encode()) <= 15 and name not in (".", "..", "lo", default_if) and name not in seen, sel
-        assert not any(c in "/:\0" or c.isspace() for c in name), sel
+        assert 0 < len(name.encode()) <= 15 and name not in (".", "..", "all", "default", "lo", default_if), sel
+        assert name not in seen and not any(c in "/:%\0" or c.isspace() for c in name), sel
         seen.add(name)
         for ip in sel.ips + sel.default_route:
             _assert_ip(ip.split("/")[0])
