@@ -15,6 +15,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # A child that waits for stop signals round after round and says when it has taken each one.
@@ -91,3 +93,34 @@ def test_an_inherited_ignored_and_blocked_sigterm_still_stops_it() -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert out == "SIGTERM\n"
+
+
+@pytest.mark.parametrize("nohup", [False, True], ids=["terminal-closed", "under-nohup"])
+def test_sighup_stops_unless_nohup_asked_to_survive_it(nohup: bool) -> None:
+    code = textwrap.dedent("""
+        import signal, sys
+        from cri_net.cli.stop_signals import StopSignals
+        if sys.argv[1] == "1":
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup leaves the exec'd program
+        stop = StopSignals()
+        stop.install()
+        print("ready", flush=True)
+        print(signal.Signals(stop.wait(poll=0.01)).name, flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", code, "1" if nohup else "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        if nohup:
+            assert proc.poll() is None  # ignored: still waiting
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out == ("SIGTERM\n" if nohup else "SIGHUP\n")
