@@ -34,7 +34,7 @@ from .reading import (BANDWIDTH_BURST, CNI_ARGS_ANNOTATION_PREFIX, CNI_EXTENSION
                       EGRESS_BANDWIDTH_ANNOTATION, EGRESS_BANDWIDTH_MISSPELT_ANNOTATION, EXTRA_NETWORKS_ANNOTATION,
                       INGRESS_BANDWIDTH_ANNOTATION, IP_RANGES_ANNOTATION, MULTUS_NETWORKS_ANNOTATION, MAX_ANNOTATION_VALUE_BYTES,
                       MAX_BANDWIDTH_BPS, MAX_IFNAME_BYTES, MIN_BANDWIDTH_BPS, NETWORK_NAME_RE,
-                      PORT_MAPPINGS_ANNOTATION, annotation_value, check_fields, ifname_problem, load_json)
+                      PORT_MAPPINGS_ANNOTATION, annotation_value, check_fields, ifname_problem, load_json, MAX_EXTRA_PLANES)
 
 logger = logging.getLogger("cri_net.network")
 
@@ -84,6 +84,8 @@ def parse_extra_networks(annotations: Mapping[str, str] | None, *,
     doc = load_json(key, value)
     if not isinstance(doc, list):
         raise AnnotationError(key, f"must be a JSON array of {{name, interface}}, got {type_name(doc)}")
+    if len(doc) > MAX_EXTRA_PLANES:
+        raise AnnotationError(key, f"asks for {len(doc)} extra planes; at most {MAX_EXTRA_PLANES}")
     out: list[ExtraNetwork] = []
     used: dict[str, int] = {}
     for i, entry in enumerate(doc):

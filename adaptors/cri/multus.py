@@ -29,7 +29,8 @@ from cri_net.network.capabilities import (AnnotationError, Bandwidth, PortMappin
 
 from .ports import json_port_mappings
 from .reading import (BANDWIDTH_BURST, EXTRA_NETWORKS_ANNOTATION, MAX_BANDWIDTH_BPS, MIN_BANDWIDTH_BPS,
-                      MULTUS_NETWORKS_ANNOTATION, NETWORK_NAME_RE, annotation_value, ifname_problem, load_json)
+                      MAX_EXTRA_PLANES, MULTUS_NETWORKS_ANNOTATION, NETWORK_NAME_RE, annotation_value, ifname_problem,
+                      load_json)
 
 KEY: Final = MULTUS_NETWORKS_ANNOTATION
 #: a Kubernetes namespace name (DNS-1123 label), as Multus checks it
@@ -45,7 +46,7 @@ UNSUPPORTED: Final = {
 #: CNI_ARGS keys `cni-args` may not set: the pod's identity and the keys cri-net sets itself
 RESERVED_ARGS: Final = frozenset({"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID",
                                   "K8S_POD_UID", "CNI_MUTLINET_EXTENSION", "IP", "MAC"})
-MAX_ENTRIES: Final = 32
+MAX_ENTRIES: Final = MAX_EXTRA_PLANES
 _MAC_RE: Final = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
 
 

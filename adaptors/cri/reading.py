@@ -37,6 +37,9 @@ MIN_BANDWIDTH_BPS: Final = 1_000  # 1k, as containerd
 MAX_BANDWIDTH_BPS: Final = 10**15  # 1P, as containerd
 BANDWIDTH_BURST: Final = 2**32 - 1  # math.MaxUint32, what containerd sends for a set direction
 MAX_IFNAME_BYTES: Final = 15
+#: Extra planes one pod may ask for, through either annotation: each takes an address of a
+#: network other pods share, so one pod must not be able to take them all.
+MAX_EXTRA_PLANES: Final = 32
 
 
 def ifname_problem(ifname: str) -> str | None:

@@ -471,6 +471,7 @@ def test_parse_extra_networks(value: str | None, want: list[ExtraNetwork]) -> No
     j([{"name": "n", "interface": "a:b"}]), j([{"name": "n", "interface": "a b"}]), j([{"name": "n", "interface": "a\tb"}]),
     j([{"name": "n", "interface": "a\u00a0b"}]), j([{"name": "n", "interface": "a\x00b"}]),
     j([{"name": "n", "interface": "eth0"}]), j([{"name": "n", "interface": "lo"}]),
+    j([{"name": f"n{i}", "interface": f"net{i + 1}"} for i in range(33)]),
     j([{"name": "n", "interface": "net%d"}]), j([{"name": "n", "interface": "all"}]),
     j([{"name": "n", "interface": "default"}]),
     j([{"name": "a", "interface": "net1"}, {"name": "b", "interface": "net1"}]),
