@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .cli.flags import DEFAULT_CONFIG_FILE  # noqa: E402  (one definition, light module)
+from .cli.usage import seconds_problem
 
 #: cri-net's own config file is a few hundred bytes; the conf-file bound applies.
 MAX_CONFIG_FILE_SIZE = 1 << 20
@@ -37,15 +38,15 @@ class Settings(BaseModel):
     #: delegate mode: the default network is the primary CNI config of this dir (the runtime's
     #: conf dir); `default_network` then names it there (None: the first that is not cri-net's)
     delegate_conf_dir: str | None = None
-    plugin_timeout: float = Field(60.0, gt=0)
+    plugin_timeout: float = 60.0
     ip_pref: Literal["ipv4", "ipv6", "cni"] = "ipv4"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    conf_poll_interval: float = Field(5.0, gt=0)
+    conf_poll_interval: float = 5.0
     #: HOST:PORT of the HTTP endpoint serving /metrics, /healthz and /readyz; None: off
     metrics_listen: str | None = None
     #: seconds between retries of DELs that failed when a pod was removed; 0: only at start-up
-    gc_interval: float = Field(300.0, ge=0)
+    gc_interval: float = 300.0
     #: attach (and detach) a pod's planes concurrently after loopback, rolling all of them back
     #: on a failure; false: one after another, for plugins that cannot take concurrent calls
     #: for one container
@@ -60,6 +61,18 @@ class Settings(BaseModel):
             raise ValueError(f"must be an absolute path, got {value!r}")
         return os.path.normpath(value)
 
+
+    @field_validator("plugin_timeout", "conf_poll_interval", "gc_interval")
+    @classmethod
+    def _seconds(cls, value: float, info: Any) -> float:
+        """Finite, positive and at most a day: infinity or 1e20 overflows a deadline, and a poll
+        or GC interval under 10 ms is a busy loop (gc_interval 0: only at start-up)."""
+        key = info.field_name
+        problem = seconds_problem(value, minimum=0.0 if key == "plugin_timeout" else 0.01,
+                                  zero_ok=key == "gc_interval")
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("metrics_listen")
     @classmethod

@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+from .usage import seconds_arg, seconds_problem
+
 TYPE_CHECKING = False  # `typing` costs a short-lived CLI ~4 ms
 if TYPE_CHECKING:
     import argparse
@@ -100,7 +102,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("netns", nargs="?", default="", help="netns path (required for add, check, del)")
     p.add_argument("-i", "--ifname", default="", help="interface name (default: $CNI_IFNAME, else eth0)")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="result cache dir (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds before a plugin is killed (default: none)")
+    p.add_argument("--timeout", type=seconds_arg, default=None,
+                   help="seconds before a plugin is killed, at most a day (default: none)")
     p.add_argument("--bin-dir", dest="bin_dirs", action="append", default=None,
                    help="plugin dir, repeatable; replaces $CNI_PATH (cnitool has only CNI_PATH)")
     # what it logs comes from libcni alone, so logging is set up only if libcni has something to say
@@ -154,6 +157,8 @@ def parse_fast(argv: list[str]) -> FastArgs | None:
             try:
                 values[dest] = float(value)
             except ValueError:
+                return None
+            if seconds_problem(values[dest]):  # argparse says what is wrong with it
                 return None
         elif dest == "bin_dirs":
             values[dest] = [*(values[dest] or ()), value]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .usage import seconds_arg
+
 DEFAULT_CONFIG_FILE = "/etc/cri-net/config.toml"
 
 
@@ -16,5 +18,5 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                         help="CNI plugin dir, repeatable (default /opt/cni/bin and /usr/lib/cni)")
     parser.add_argument("--cache-dir", dest="cache_dir", help="CNI result cache dir (default /var/lib/cni)")
     parser.add_argument("--state-dir", dest="state_dir", help="cri-net state dir (default /var/lib/cri-net)")
-    parser.add_argument("--plugin-timeout", dest="plugin_timeout", type=float,
-                        help="seconds before a plugin is killed (default 60)")
+    parser.add_argument("--plugin-timeout", dest="plugin_timeout", type=seconds_arg,
+                        help="seconds before a plugin is killed (default 60, at most a day)")

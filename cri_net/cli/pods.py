@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from .output import add_output_flag, print_json, print_table
-from .usage import UsageError
+from .usage import UsageError, seconds_arg
 
 STATES = {"ready": 0, "notready": 1}  # runtime.v1 PodSandboxState values
 
@@ -19,7 +19,7 @@ def _endpoint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="config file whose `listen` is used (default /etc/cri-net/config.toml if present)")
     p.add_argument("--listen", "-r", "--runtime-endpoint", dest="listen",
                    help="CRI socket of cri-net serve (default: the config's listen, /run/cri-net/cri-net.sock)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each call (default %(default)s)")
+    p.add_argument("--timeout", type=seconds_arg, default=10.0, help="seconds to wait for each call (default %(default)s)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

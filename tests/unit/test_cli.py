@@ -80,6 +80,30 @@ def test_usage_errors_exit_2_naming_the_argument(argv, tmp_path):
     assert culprit.split("=")[0] in proc.stderr or culprit in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e20", "86401", "0", "-1", "x"])
+@pytest.mark.parametrize("argv, flag", [
+    (("cni", "version", "n", "--timeout={}"), "--timeout"),        # parse_fast's form
+    (("cni", "--timeout", "{}", "version", "n"), "--timeout"),     # parse_fast's form, value apart
+    (("cni", "version", "n", "--time={}"), "--timeout"),           # argparse's form (an abbreviation)
+    (("serve", "--plugin-timeout={}"), "--plugin-timeout"),
+    (("config", "show", "--plugin-timeout={}"), "--plugin-timeout"),
+    (("pods", "--timeout={}"), "--timeout"),
+])
+def test_a_timeout_that_is_not_finite_positive_and_at_most_a_day_is_a_usage_error(argv, flag, value):
+    """Infinity or 1e20 overflowed the plugin deadline (a traceback, or every pod failing),
+    0 or less timed out every plugin: each is refused before anything runs, naming the flag."""
+    proc = run(*(a.format(value) for a in argv))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert f"argument {flag}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_timeout_of_a_day_or_less_is_taken(tmp_path):
+    proc = run("config", "show", "--plugin-timeout=86400", "--conf-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["plugin_timeout"] == 86400
+
+
 def test_netns_name_error_names_the_dirs_searched(tmp_path):
     proc = run("network", "connect", "n1", "crinet-t-no-such-ns", "--conf-dir", str(tmp_path))
     assert proc.returncode == 2

@@ -122,6 +122,16 @@ def test_unknown_key_names_file_and_key(tmp_path, suffix, text):
     ("state_dir", "state"),
     ("log_level", "loud"),
     ("conf_poll_interval", 0),
+    ("plugin_timeout", float("inf")),  # passed gt=0, then every plugin run overflowed its deadline
+    ("plugin_timeout", float("nan")),
+    ("plugin_timeout", 1e20),
+    ("plugin_timeout", 86401),
+    ("conf_poll_interval", float("inf")),
+    ("conf_poll_interval", 0.001),  # a busy loop
+    ("gc_interval", -1),
+    ("gc_interval", float("nan")),
+    ("gc_interval", 1e20),
+    ("gc_interval", 1e-9),
 ])
 def test_bad_value_names_key(tmp_path, key, value):
     f = tmp_path / "c.json"
@@ -221,3 +231,17 @@ def test_cni_socket_beside_the_cri_socket_unless_set():
     assert cni_socket_path(Settings(cni_listen="unix:///tmp/y/h.sock")) == "/tmp/y/h.sock"
     assert cni_socket_path(Settings(cni_listen="")) is None
     assert from_args(show_args("--cni-listen", "")).cni_listen == ""
+
+
+def test_a_toml_duration_of_inf_names_the_key_and_the_limit(tmp_path):
+    """TOML spells infinity `inf`; `config show` printed it as `Infinity` (not JSON)."""
+    f = tmp_path / "c.toml"
+    f.write_text("plugin_timeout = inf\n")
+    with pytest.raises(ConfigFileError) as info:
+        build(str(f))
+    assert str(f) in str(info.value) and "plugin_timeout" in str(info.value) and "86400" in str(info.value)
+
+
+def test_durations_at_their_limits_are_taken():
+    s = build(None, {"plugin_timeout": 86400, "conf_poll_interval": 0.05, "gc_interval": 0})
+    assert (s.plugin_timeout, s.conf_poll_interval, s.gc_interval) == (86400, 0.05, 0)
