@@ -128,7 +128,8 @@ def parse_fast(argv: list[str]) -> FastArgs | None:
     -i/--ifname, --cache-dir, --timeout and --bin-dir, each with a value (separate, or after
     "=" for the long ones). argparse and its gettext cost a call that runs a plugin list
     ~10 ms; every other form (help, abbreviations, errors, a value starting with "-") is
-    parsed by argparse, so its errors and quirks stay argparse's own."""
+    parsed by argparse, so its errors and quirks stay argparse's own (so is any "--", as an
+    argument or as a value after "=")."""
     values: dict[str, Any] = {"subcommand": "cni", "ifname": "", "cache_dir": DEFAULT_CACHE_DIR, "timeout": None,
                               "bin_dirs": None, "func": run, "logs_only_through_libcni": True}
     positionals: list[str] | None = None
@@ -144,7 +145,7 @@ def parse_fast(argv: list[str]) -> FastArgs | None:
             positionals, i = argv[i:j], j
             continue
         name, eq, value = token.partition("=")
-        if name not in _FAST_OPTIONS or (eq and name == "-i"):
+        if name not in _FAST_OPTIONS or (eq and name == "-i") or value == "--":  # argparse's quirks
             return None
         if not eq:
             if i + 1 >= len(argv) or argv[i + 1].startswith("-"):

@@ -48,6 +48,13 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        """argparse drops an option's value of exactly "--" (`--cache-dir=--`, `-i--`) and sets
+        the option to [], which a command then trips over: a usage error instead."""
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument, not '--'")
+        return super()._get_values(action, arg_strings)
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `command` (a sub-command name), only that sub-command

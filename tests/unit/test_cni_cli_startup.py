@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from cri_net.cli import parser as cli_parser
 from cri_net.cli.cni import parse_fast
 from cri_net.cli.commands import COMMAND_MODULES
+from cri_net.cli.main import main
 from cri_net.cli.parser import build_parser
 from fakeplugin.harness import FakeCNI
 
@@ -138,11 +139,14 @@ def test_the_console_script_flushes_what_it_prints_before_its_fast_exit(fakecni:
 
 
 #: words a `cri-net cni` command line is made of: the ones parse_fast takes and the ones it
-#: leaves to argparse (help, abbreviations, "--", dash-led values, bad floats, "=" forms)
+#: leaves to argparse (help, abbreviations, "--" alone and as a value, dash-led values, bad or
+#: out-of-range timeouts, "=" forms)
 _WORDS = st.sampled_from(["add", "check", "del", "status", "gc", "version", "bogus", "net1", "/run/netns/a", "",
                           "-i", "--ifname", "--ifname=eth1", "--ifname=", "-i=x", "-ieth2", "--cache-dir",
                           "--cache-dir=/c", "--cache", "--timeout", "--timeout=2.5", "--timeout=x", "1.5", "nan",
-                          "-1", "--bin-dir", "--bin-dir=/b", "--bin", "-", "--", "-h", "--help", "a=b", "-x"])
+                          "-1", "--bin-dir", "--bin-dir=/b", "--bin", "-", "--", "-h", "--help", "a=b", "-x",
+                          "--ifname=--", "--cache-dir=--", "--timeout=--", "--bin-dir=--", "-i--", "-i=--",
+                          "--time=--", "inf", "0", "1e20", "--timeout=inf", "--timeout=0"])
 
 
 def _argparse(argv: list[str]) -> dict[str, object] | None:
@@ -159,6 +163,25 @@ def test_the_fast_parse_is_argparses_or_leaves_it_to_argparse(argv: list[str]) -
     fast = parse_fast(argv)
     if fast is not None:
         assert vars(fast) == _argparse(argv), argv
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["version", "net1", "--cache-dir=--"], "--cache-dir"),
+    (["version", "net1", "--cache-dir=--", "--time", "5"], "--cache-dir"),
+    (["--bin-dir=--", "version", "net1"], "--bin-dir"),
+    (["version", "net1", "--ifname=--"], "-i/--ifname"),
+    (["version", "net1", "-i--"], "-i/--ifname"),
+    (["version", "net1", "--timeout=--"], "--timeout"),
+])
+def test_an_option_value_of_dashdash_is_a_usage_error_naming_the_option(
+        argv: list[str], option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse turns a value of exactly "--" into [] (the fast path took it as "--"): one
+    meaning on both paths, a usage error, where it was a TypeError traceback or eth0."""
+    assert parse_fast(argv) is None
+    with pytest.raises(SystemExit) as exit_:
+        main(["cni", *argv])
+    assert exit_.value.code == 2
+    assert f"argument {option}: expected one argument, not '--'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [
