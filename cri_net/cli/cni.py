@@ -185,6 +185,9 @@ def run(args: argparse.Namespace | FastArgs) -> int:
         finally:  # a broken file is reported (on stderr: stdout stays cnitool's JSON), never fatal
             for s in skipped:
                 print(f"cri-net cni: skipped {s.path}: {s.reason.removeprefix(s.path + ': ')}", file=sys.stderr)
+        # as cnitool, for every command: malformed ones fail a status or gc too, before it runs anything
+        cni_args = parse_cni_args(env["CNI_ARGS"]) if env.get("CNI_ARGS") else ()
+        cap_args = parse_cap_args(env["CAP_ARGS"]) if env.get("CAP_ARGS") else {}
         bin_dirs = args.bin_dirs or split_path_list(env.get("CNI_PATH", ""))
         if not bin_dirs:  # cnitool would fail each plugin with "no paths provided"; say what to do
             raise UsageError("CNI_PATH is not set: set it to the plugin dirs (CNI_PATH=/usr/lib/cni) "
@@ -206,8 +209,7 @@ def run(args: argparse.Namespace | FastArgs) -> int:
         rt = libcni.RuntimeConf(
             container_id=container_id_for(netns), netns=netns,
             ifname=args.ifname or env.get("CNI_IFNAME") or "eth0",  # cnitool 1.3: flag, then env, "" = eth0
-            args=parse_cni_args(env["CNI_ARGS"]) if env.get("CNI_ARGS") else (),
-            capability_args=parse_cap_args(env["CAP_ARGS"]) if env.get("CAP_ARGS") else {},
+            args=cni_args, capability_args=cap_args,
         )
         if args.command == "add":
             _print_json(cni.add_network_list(net, rt).to_dict())

@@ -186,6 +186,23 @@ def test_cap_args_go_refuses_is_refused_before_any_plugin(tool, capsys, monkeypa
     assert tool.fake.calls() == []
 
 
+@pytest.mark.parametrize("command", ["gc", "status", "version", "add", "check", "del"])
+@pytest.mark.parametrize("var, value", [("CNI_ARGS", "no-equals-sign"), ("CNI_ARGS", "A=1;;B=2"),
+                                        ("CAP_ARGS", "[1,2]"), ("CAP_ARGS", "not json")])
+def test_malformed_cni_args_or_cap_args_fail_every_command_before_any_plugin(tool, capsys, monkeypatch,
+                                                                             command, var, value):
+    """cnitool's setupRuntimeConfig parses both for every command. gc used to skip them and
+    DEL every cached attachment; now nothing runs and the cache stays as it was."""
+    tool.network("fake-a", version="1.1.0")
+    assert tool.run("add", "net1", tool.netns) == 0, capsys.readouterr().err
+    tool.fake.clear_log()
+    monkeypatch.setenv(var, value)
+    assert tool.run(command, "net1", tool.netns) == 1
+    assert var in capsys.readouterr().err
+    assert tool.fake.calls() == []
+    assert tool.cache_file().exists()
+
+
 # ---- CHECK with a cached result it cannot decode -----------------------------------------
 
 @pytest.mark.parametrize("content", [
