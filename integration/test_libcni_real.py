@@ -249,6 +249,54 @@ def test_cli_add_del_like_cnitool(
     audit.assert_clean(ignore=[unique_net.per_network_state])
 
 
+def test_cli_gc_collects_only_untagged_attachments(
+    unique_net: UniqueNet, netns: Callable[[], str], host_audit: Callable[..., Audit], dirs: dict[str, Path]
+) -> None:
+    """`cri-net cni gc` on a cache dir shared with `cri-net serve` and the cri-net plugin keeps
+    their (owner-tagged) attachments and collects only the untagged one `cri-net cni add`
+    made, as cnitool would: before, it DELed the live pods too."""
+    from adaptors.cri.adaptor import OWNER_HOOK, OWNER_POD
+
+    ns_pod, ns_hook, ns_tool = netns(), netns(), netns()  # made before the audit: the test owns them
+    audit = start_audit(host_audit, dirs)
+    write_conflist(dirs["conf"], "10-net.conflist", unique_net.conflist(ipam_dir=dirs["ipam"]))
+    net = libcni.load_conf_list(str(dirs["conf"]), unique_net.name)
+    tagged = []
+    for owner, ns, cid in ((OWNER_POD, ns_pod, "crinet-gc-pod"), (OWNER_HOOK, ns_hook, "crinet-gc-hook")):
+        cni = libcni.CNI([str(CNI_PLUGIN_DIR)], cache_dir=str(dirs["cache"]), timeout=30, owner=owner)
+        rt = libcni.RuntimeConf(cid, ns, "eth0")
+        addr = ipaddress.IPv4Interface(cni.add_network_list(net, rt).ips[0].address)
+        tagged.append((cni, rt, ns, addr))
+    env = {**os.environ, "NETCONFPATH": str(dirs["conf"]), "CNI_PATH": str(CNI_PLUGIN_DIR)}
+    for var in ("CNI_ARGS", "CAP_ARGS", "CNI_IFNAME"):
+        env.pop(var, None)
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CRI_NET), "cni", *argv, "--cache-dir", str(dirs["cache"])],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    add = cli("add", unique_net.name, ns_tool)
+    assert add.returncode == 0, add.stderr
+    tool_addr = ipaddress.IPv4Interface(json.loads(add.stdout)["ips"][0]["address"])
+    assert len(leases(dirs["ipam"], unique_net)) == 3
+
+    gc = cli("gc", unique_net.name)
+
+    assert gc.returncode == 0, gc.stderr
+    assert netns_addresses(ns_tool, "eth0") == []  # the untagged attachment is collected...
+    assert str(tool_addr.ip) not in leases(dirs["ipam"], unique_net)
+    kept = sorted(f"{unique_net.name}-{rt.container_id}-eth0" for _, rt, _, _ in tagged)
+    assert cache_files(dirs["cache"]) == kept
+    for _, _, ns, addr in tagged:  # ...the tagged ones stay attached, leases and all
+        assert netns_addresses(ns, "eth0") == [addr]
+    assert leases(dirs["ipam"], unique_net) == sorted(str(a.ip) for *_, a in tagged)
+
+    for cni, rt, _, _ in tagged:
+        cni.del_network_list(net, rt)
+    assert leases(dirs["ipam"], unique_net) == [] and cache_files(dirs["cache"]) == []
+    audit.assert_clean(ignore=[unique_net.per_network_state])
+
+
 FAILING_SECOND_PLUGINS = {
     # The plugin runs and fails: tuning cannot write a sysctl that does not exist.
     "tuning-bad-sysctl": ("tuning", {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.crinet_no_such_key": "1"}}),

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any, Mapping
 
+    from .. import libcni
+
 COMMANDS = ("add", "check", "del", "status", "gc", "version")
 DEFAULT_NET_DIR = "/etc/cni/net.d"
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -197,7 +199,7 @@ def run(args: argparse.Namespace | FastArgs) -> int:
             cni.status_network_list(net)
             return 0
         if args.command == "gc":
-            cni.gc_network_list(net, None)  # as cnitool: no valid attachments, everything goes
+            cni.gc_network_list(net, _tagged_attachments(cni, net.name))
             return 0
         if args.command == "version":
             _print_json({"name": net.name, "cniVersion": net.cni_version,
@@ -221,6 +223,18 @@ def run(args: argparse.Namespace | FastArgs) -> int:
     except (libcni.CNIError, UsageError) as exc:
         print(exc, file=sys.stderr)
         return 1
+
+
+def _tagged_attachments(cni: libcni.CNI, network: str) -> list[libcni.GCAttachment] | None:
+    """What `gc` keeps: every cached attachment of `network` with an owner tag (cri-net serve's
+    pods, the cri-net plugin's planes). cnitool keeps nothing, which would DEL live pods in a
+    shared cache dir; untagged (cnitool's own) attachments still go. None when there are none,
+    so GC then runs exactly as cnitool's."""
+    from .. import libcni
+
+    keep = [libcni.GCAttachment(a.container_id, a.ifname)
+            for a in cni.iter_cached_attachments() if a.owner and a.network == network]
+    return keep or None
 
 
 def _print_json(doc: dict[str, Any]) -> None:

@@ -203,6 +203,39 @@ def test_malformed_cni_args_or_cap_args_fail_every_command_before_any_plugin(too
     assert tool.cache_file().exists()
 
 
+# ---- gc in a cache dir shared with cri-net serve ------------------------------------------
+
+def test_gc_keeps_owner_tagged_attachments_and_names_them_valid(tool, capsys):
+    """cnitool's gc keeps nothing; ours keeps what `cri-net serve` and the cri-net plugin
+    tagged (their live pods), collects the untagged one and tells 1.1.0 plugins what stays."""
+    from cri_net.libcni import CNI
+
+    tool.network("fake-a", version="1.1.0")
+    net = tool.fake.conflist("fake-a", version="1.1.0")
+    for owner, cid in (("cri-net/pod", "pod1"), ("cri-net/cni", "hook1"), ("cri-net/native", "native1")):
+        CNI([str(tool.fake.bin)], cache_dir=str(tool.fake.cache_dir), owner=owner).add_network_list(
+            net, tool.fake.rt(cid, netns=f"/run/netns/{cid}"))
+    assert tool.run("add", "net1", tool.netns) == 0, capsys.readouterr().err  # untagged, as cnitool's
+    tool.fake.clear_log()
+
+    assert tool.run("gc", "net1") == 0, capsys.readouterr().err
+
+    assert [c["env"]["CNI_CONTAINERID"] for c in tool.fake.calls(command="DEL")] == [tool.container_id()]
+    assert not tool.cache_file().exists()
+    assert all(tool.fake.cache_file(container_id=c).exists() for c in ("pod1", "hook1", "native1"))
+    (gc,) = tool.fake.calls(command="GC")
+    assert sorted(a["containerID"] for a in stdin_of(gc)["cni.dev/valid-attachments"]) == ["hook1", "native1", "pod1"]
+
+
+def test_gc_without_tagged_attachments_is_cnitools(tool, capsys):
+    tool.network("fake-a", version="1.1.0")
+    assert tool.run("add", "net1", tool.netns) == 0, capsys.readouterr().err
+    tool.fake.clear_log()
+    assert tool.run("gc", "net1") == 0, capsys.readouterr().err
+    assert tool.fake.sequence() == [("fake-a", "DEL"), ("fake-a", "GC")]
+    assert "cni.dev/valid-attachments" not in stdin_of(tool.fake.calls(command="GC")[0])
+
+
 # ---- CHECK with a cached result it cannot decode -----------------------------------------
 
 @pytest.mark.parametrize("content", [
