@@ -49,7 +49,7 @@ def go_abs(path: str, environ: Mapping[str, str] | None = None) -> str:
 
 def container_id_for(netns: str) -> str:
     """cnitool's container id for a netns path."""
-    return "cnitool-" + _sha512(go_abs(netns).encode()).hexdigest()[:20]
+    return "cnitool-" + _sha512(os.fsencode(go_abs(netns))).hexdigest()[:20]  # raw bytes, as Go hashes them
 
 
 def _sha512(data: bytes) -> Any:
@@ -238,5 +238,9 @@ def _tagged_attachments(cni: libcni.CNI, network: str) -> list[libcni.GCAttachme
 
 
 def _print_json(doc: dict[str, Any]) -> None:
-    """Indented like Go's json.MarshalIndent(r, "", "    "), which cnitool prints."""
-    print(json.dumps(doc, indent=4, ensure_ascii=False))
+    """Indented like Go's json.MarshalIndent(r, "", "    "), which cnitool prints; a byte that
+    is not UTF-8 (a netns path's, echoed by a plugin) is U+FFFD, as Go decodes it."""
+    text = json.dumps(doc, indent=4, ensure_ascii=False)
+    if not text.isascii():
+        text = text.translate(dict.fromkeys(range(0xD800, 0xE000), 0xFFFD))  # surrogates: from fsdecode or "\\ud800"
+    print(text)

@@ -145,12 +145,15 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029",
+                             # a byte that is not UTF-8 (a surrogate-escaped path): Go writes \ufffd
+                             **{chr(c): "\\ufffd" for c in range(0xD800, 0xE000)}})
 
 
 def go_dumps(value: Any) -> str:
     """JSON exactly as Go's json.Marshal writes a map: compact, keys sorted, <>& escaped,
-    floats in Go's notation (1.0 -> 1, 1e20 -> 100000000000000000000, 1e-07 -> 1e-7)."""
+    floats in Go's notation (1.0 -> 1, 1e20 -> 100000000000000000000, 1e-07 -> 1e-7), and
+    each byte of a string that is not UTF-8 (os.fsdecode's surrogates) as \\ufffd."""
     if _plain(value):  # no float, string keys only: the C encoder writes the same bytes, 5x faster
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                           sort_keys=True).translate(_GO_ESCAPES)

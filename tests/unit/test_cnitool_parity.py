@@ -292,6 +292,25 @@ def test_container_id_of_a_relative_path_under_a_symlinked_cwd_is_cnitools(tool,
     assert env["CNI_CONTAINERID"] == tool.container_id(str(link / "ns9"))
 
 
+def test_a_netns_path_that_is_not_utf8_gets_the_id_of_its_raw_bytes(tool, capsys):
+    """Go hashes the path's bytes; `.encode()` of the surrogate-escaped str raised a traceback.
+    The plugins get the raw bytes in CNI_NETNS."""
+    tool.network("fake-a")
+    raw = os.fsencode(tool.netns) + b"-\xff\xfe"
+    netns = os.fsdecode(raw)
+    assert tool.run("add", "net1", netns) == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)  # the fake plugin echoes CNI_NETNS; Go prints U+FFFD
+    assert printed["interfaces"][0]["sandbox"] == tool.netns + "-\ufffd\ufffd"
+    container_id = "cnitool-" + hashlib.sha512(raw).hexdigest()[:20]
+    (call,) = tool.fake.calls()
+    assert call["env"]["CNI_CONTAINERID"] == container_id
+    assert os.fsencode(call["env"]["CNI_NETNS"]) == raw
+    cached = tool.fake.cache_file("net1", container_id).read_bytes()  # as Go's json.Marshal writes it
+    assert b'"netns":"' + os.fsencode(tool.netns) + b'-\\ufffd\\ufffd"' in cached
+    assert tool.run("del", "net1", netns) == 0, capsys.readouterr().err
+    assert not tool.fake.cache_file("net1", container_id).exists()
+
+
 def test_a_stale_pwd_is_ignored(tool, capsys, monkeypatch, tmp_path):
     tool.network("fake-a")
     monkeypatch.chdir(tmp_path)
