@@ -98,7 +98,7 @@ def parse_cap_args(text: str) -> dict[str, Any]:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("cni", help="cnitool-compatible: run a network's plugins against a netns",
                        description="Environment: NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CAP_ARGS (JSON), "
-                                   "CNI_ARGS (K=V;K=V), CNI_IFNAME (default eth0).")
+                                   "CNI_ARGS (K=V;K=V), CNI_IFNAME (default eth0). `cri-net cni help` prints this.")
     p.add_argument("command", choices=COMMANDS)
     p.add_argument("network")
     p.add_argument("netns", nargs="?", default="", help="netns path (required for add, check, del)")

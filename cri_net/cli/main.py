@@ -31,6 +31,8 @@ def parse(argv: list[str]) -> Any:
         args = parse_fast(argv[1:])
         if args is not None:
             return args
+        if argv[1:2] == ["help"]:  # cnitool's (cobra's) `help`: the usage on stdout, exit 0
+            argv = ["cni", "--help"]
     from .parser import build_parser
 
     return build_parser(command).parse_args(argv)

@@ -104,6 +104,20 @@ def test_a_timeout_of_a_day_or_less_is_taken(tmp_path):
     assert json.loads(proc.stdout)["plugin_timeout"] == 86400
 
 
+@pytest.mark.parametrize("argv", [("cni", "help"), ("cni", "help", "add")])
+def test_cni_help_prints_the_usage_and_exits_0_like_cnitool_help(argv):
+    proc = run(*argv)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert proc.stdout == run("cni", "--help").stdout and proc.stdout.startswith("usage: cri-net cni ")
+
+
+def test_cni_extra_positionals_are_a_usage_error(tmp_path):
+    """cnitool (cobra MinimumNArgs(2)) ignores them; cri-net refuses a word it would not use
+    (README: departures from cnitool)."""
+    proc = run("cni", "del", "n", str(tmp_path / "ns"), "extra")
+    assert proc.returncode == 2 and "unrecognized arguments: extra" in proc.stderr, proc.stderr
+
+
 def test_netns_name_error_names_the_dirs_searched(tmp_path):
     proc = run("network", "connect", "n1", "crinet-t-no-such-ns", "--conf-dir", str(tmp_path))
     assert proc.returncode == 2
