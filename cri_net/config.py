@@ -126,7 +126,7 @@ def build(config_file: str | None = None, overrides: dict[str, Any] | None = Non
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        raise ConfigFileError(f"{source}: {key}: {err['msg']}") from None
+        raise ConfigFileError(f"{source}: {key}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def from_args(args: argparse.Namespace) -> Settings:
