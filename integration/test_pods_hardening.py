@@ -431,3 +431,31 @@ def test_a_plugin_left_running_by_a_killed_server_is_stopped_before_the_rollback
             os.killpg(orphan, signal.SIGKILL)
     assert [p.id for p in srv.client().pods()] == [] and srv.record_ids() == []
     audit.assert_clean(ignore=[unique_net.per_network_state])
+
+
+def test_a_pod_whose_caller_gave_up_before_its_network_was_up_is_rolled_back(
+    cri_server_factory: Callable[..., CRIServer], unique_net: UniqueNet, host_audit: Callable[..., Audit]
+) -> None:
+    """The caller's deadline passes while a plugin is slow: it was told the call failed, so
+    the pod must not come up READY afterwards for nobody (kubelet would retry and leak it).
+    The same holds for a SIGTERM whose grace ends first: grpc cancels the call the same way."""
+    srv = cri_server_factory(slow_plugin=True)
+    audit = audit_of(host_audit, srv)
+    cfg = pod_config("late", port_mappings=[{"container_port": 80, "host_port": free_port()}])
+    sid = config_id(cfg)
+    srv.set_slow_delay(30)
+    err = rpc_error(lambda: srv.client(timeout=2).runp(cfg))
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED, err
+    assert srv.slow_marker(sid).exists()  # the chain was still running
+    srv.set_slow_delay(None)  # release it: the attach finishes after the caller left
+    deadline = time.monotonic() + 30
+    while srv.record_ids():
+        assert time.monotonic() < deadline, f"the abandoned pod was not rolled back:\n{srv.log_tail()}"
+        time.sleep(0.1)
+    assert [p.id for p in srv.client().pods()] == []
+    assert "the caller gave up on RunPodSandbox" in srv.log
+    sid2 = srv.client().runp(cfg)  # the retry a kubelet makes gets a whole new pod
+    assert sid2 == sid and srv.client().inspectp(sid).status.state == 0  # SANDBOX_READY
+    srv.client().stopp(sid)
+    srv.client().rmp(sid)
+    audit.assert_clean(ignore=[unique_net.per_network_state])

@@ -24,6 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from contextlib import AbstractContextManager
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
@@ -65,6 +66,10 @@ class SandboxNotFoundError(NetworkApiError):
 
 class SandboxExistsError(NetworkApiError):
     pass
+
+
+class CallAbandonedError(NetworkApiError):
+    """The RPC ended (and its caller was answered) before the pod was ready: rolled back."""
 
 
 class SandboxUnreadableError(NetworkApiError):
@@ -190,7 +195,11 @@ class SandboxManager:
                                          f"{record.metadata.name} (uid {_short(record.metadata.uid)})")
         return sid, None
 
-    def run(self, req: PodRequest) -> str:
+    def run(self, req: PodRequest, still_wanted: Callable[[], bool] | None = None) -> str:
+        """Create the pod's netns and attach its networks; its id. `still_wanted` (the RPC's
+        `is_active`) is asked once the network is up: a caller that gave up meanwhile (its
+        deadline, a disconnect, the server's own shutdown after the grace) was told the call
+        failed, so the pod is rolled back instead of left READY for nobody."""
         self._validate_identity(req)
         sid = sandbox_id(req.namespace, req.name, req.uid, req.attempt)
         pod = f"{req.namespace}/{req.name}"
@@ -219,6 +228,9 @@ class SandboxManager:
                     results = self.adaptor.attach(conf)
                     record.planes = [Plane(network=r.name, interface=r.interface, namespace=r.namespace)
                                      for r in results]
+                if still_wanted is not None and not still_wanted():
+                    raise CallAbandonedError(f"pod sandbox {sid} of {pod}: the caller gave up on RunPodSandbox "
+                                             "(deadline, disconnect or shutdown) before its network was up")
                 record.state = "READY"
                 # not fsynced: a power cut takes the netns too, and a lost READY reads back as
                 # CREATING, which start-up rolls back; the CREATING record before it is durable

@@ -269,7 +269,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
     def RunPodSandbox(self, request: pb.RunPodSandboxRequest, context: grpc.ServicerContext) -> pb.RunPodSandboxResponse:
         if not request.HasField("config") or not request.config.HasField("metadata"):
             raise InvalidRequestError("config.metadata", "required")
-        return pb.RunPodSandboxResponse(pod_sandbox_id=self.manager.run(_pod_request(request)))
+        return pb.RunPodSandboxResponse(pod_sandbox_id=self.manager.run(_pod_request(request),
+                                                                         still_wanted=context.is_active))
 
     @_gated("teardown")
     @_guard
