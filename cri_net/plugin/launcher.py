@@ -26,6 +26,8 @@ NESTED_ERROR = (b'{"cniVersion":"1.0.0","code":7,"msg":"cri-net-cni was run as a
 def answer(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
     """One CNI call: handed to `cri-net serve` when one takes it, else worked out here;
     (exit status, what to print)."""
+    if len(stdin) > wire.MAX_INPUT:  # the server would refuse it unread: say why, not "try again later"
+        return 1, wire.input_too_large(stdin)
     if environ.get(wire.CALLER_ENV) and environ.get("CNI_COMMAND") != "VERSION":
         return 1, NESTED_ERROR
     handed = wire.try_handoff(environ, stdin)
@@ -44,7 +46,7 @@ def answer(environ: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
 def main() -> int:
     """The plugin as a function (tests call it in-process): reads stdin, prints the answer,
     returns the exit status. The executable is `run_plugin`."""
-    rc, out = answer(dict(os.environ), sys.stdin.buffer.read())
+    rc, out = answer(dict(os.environ), sys.stdin.buffer.read(wire.MAX_INPUT + 1))
     sys.stdout.write(out.decode("utf-8", "replace"))
     return rc
 
@@ -52,7 +54,7 @@ def main() -> int:
 def run_plugin() -> None:
     """`cri-net-cni` and the launcher: answer one CNI call, then exit without tearing down
     the interpreter (nothing to clean up; saves ~40 ms after the network stack was loaded)."""
-    rc, out = answer(dict(os.environ), sys.stdin.buffer.read())
+    rc, out = answer(dict(os.environ), sys.stdin.buffer.read(wire.MAX_INPUT + 1))  # bounded: see answer()
     view = memoryview(out)
     while view:
         view = view[os.write(1, view):]

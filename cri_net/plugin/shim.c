@@ -40,6 +40,7 @@
 
 #define DEFAULT_SOCKET "/run/cri-net/cni.sock"
 #define MAX_MESSAGE (16 * 1024 * 1024)
+#define MAX_INPUT (MAX_MESSAGE - 1024 * 1024) /* cni_wire.MAX_INPUT: Python says why it is refused */
 #define CONNECT_WAIT 10 /* seconds; cni_wire.CONNECT_WAIT */
 #define CALL_TIMEOUT 110 /* seconds; cni_wire.CALL_TIMEOUT (under kubelet's 2 min CRI deadline) */
 #ifndef SERVER_WAIT
@@ -354,7 +355,7 @@ static void answer_version(const struct buf *in, char **argv) {
 int main(int argc, char **argv) {
     (void)argc;
     struct buf in = {0}, req = {0}, reply = {0};
-    if (read_all(0, &in) < 0) fallback(&in, argv);
+    if (read_all(0, &in) < 0 || in.len > MAX_INPUT) fallback(&in, argv);
     const char *cmd = getenv("CNI_COMMAND");
     if (cmd && strcmp(cmd, "VERSION") == 0) answer_version(&in, argv);
     const char *caller = getenv("CRI_NET_CALLER"); /* run by cri-net itself: Python refuses */

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = CNI_SOCKET
 MAGIC = b"CRINET1\n"
 MAX_MESSAGE = 16 * 1024 * 1024
+#: A plugin's stdin (its network config) at most; the rest of a request is its CNI_ environment.
+MAX_INPUT = MAX_MESSAGE - 1024 * 1024
 #: How long a busy server (its backlog full) is waited for: well inside a runtime's deadline.
 CONNECT_WAIT = 10
 #: The whole call, request and answer: a plugin exec is bounded by the server's own timeout.
@@ -288,11 +290,21 @@ def try_handoff(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes] |
         return 1, _try_again_later(str(exc), stdin)
 
 
+def input_too_large(stdin: bytes) -> bytes:
+    """The answer to a call whose stdin is over MAX_INPUT, handed over or not (CNI code 7)."""
+    return _error_reply(7, f"cri-net-cni: the network config on stdin is {len(stdin)} bytes or more; "
+                           f"at most {MAX_INPUT}", stdin[:4096])
+
+
 def _try_again_later(msg: str, stdin: bytes) -> bytes:
+    return _error_reply(11, msg, stdin)
+
+
+def _error_reply(code: int, msg: str, stdin: bytes) -> bytes:
     import json  # a rare path: the cost is fine here
 
     try:
         version = json.loads(stdin).get("cniVersion") or "1.0.0"
     except (ValueError, AttributeError):
         version = "1.0.0"
-    return (json.dumps({"cniVersion": str(version), "code": 11, "msg": msg}) + "\n").encode()
+    return (json.dumps({"cniVersion": str(version), "code": code, "msg": msg}) + "\n").encode()

@@ -442,3 +442,17 @@ def test_pythonless_launcher_takes_a_server_that_comes_up_while_it_waits(node: N
     finally:
         starter.join()
         ep.stop()
+
+
+@pytest.mark.parametrize("exe", ["python", "native"])
+def test_a_config_over_the_input_limit_is_refused_with_a_reason_not_try_again_later(
+        node: Node, endpoint: CNIEndpoint, tmp_path: Path, exe: str) -> None:
+    """The server would refuse the request unread; the launcher (either one) says why, with
+    CNI code 7, instead of the 'try again later' of an unanswered ADD that would never work."""
+    launcher = Path(install(str(tmp_path / exe), native=exe == "native"))
+    conf = node.conf(daemonSocket=endpoint.path, padding="x" * (cni_wire.MAX_INPUT + 1))
+    for command in ("ADD", "DEL"):
+        run = hook(node, command, conf, exe=launcher)
+        err = run.error(7)
+        assert "at most" in err["msg"] and str(cni_wire.MAX_INPUT) in err["msg"], run
+    assert node.cache_files() == []
