@@ -40,9 +40,18 @@ def _oserror(what: str, path: str) -> NetnsError:
 
 
 def create(path: str) -> str:
-    """Create a new network namespace pinned at `path` (which must not exist yet)."""
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    """Create a new network namespace pinned at `path` (which must not exist yet); a
+    NetnsError names what is in the way (the netns dir a FIFO or a symlink loop, a file there)."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        why = "is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise NetnsError(exc.errno, f"netns dir {directory} {why}") from None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+    except OSError as exc:
+        raise NetnsError(exc.errno, f"create netns file {path}: {exc.strerror}") from None
     os.close(fd)
     failure: list[NetnsError] = []
 

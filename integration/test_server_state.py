@@ -4,6 +4,7 @@ down; and the plugin GC never runs on a cache it could not fully read."""
 from __future__ import annotations
 
 import json
+import os
 
 import grpc
 import pytest
@@ -144,3 +145,18 @@ def test_the_largest_pod_the_limits_allow_is_still_readable_after_a_restart(env)
     err = rpc_error(c.runp, too_long)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "config.dns_config.searches[0]" in err.details()
     assert env.netns_files() == [] and c.pods() == []
+
+
+def test_a_netns_dir_that_is_not_a_directory_fails_the_pod_naming_it_and_runs_no_plugin(env) -> None:  # noqa: F811
+    env.write_conf("fake-a")
+    env.start()
+    if env.netns_dir.is_dir():
+        env.netns_dir.rmdir()
+    os.mkfifo(env.netns_dir)
+    env.fake.clear_log()
+    err = rpc_error(env.client().runp, pod("nons", uid="u-nons"))
+    assert err.code() == grpc.StatusCode.INTERNAL, err
+    assert f"netns dir {env.netns_dir} is not a directory" in err.details(), err.details()
+    assert env.fake.calls() == []  # no ADD, and no rollback DEL of planes never attached
+    assert env.client().pods() == [] and list((env.state_dir / "sandboxes").iterdir()) == []
+    env.netns_dir.unlink()

@@ -224,7 +224,11 @@ class SandboxManager:
             self.store.put(record)
             try:
                 if not req.host_network:
-                    netns.create(netns_path)
+                    try:
+                        netns.create(netns_path)
+                    except OSError:
+                        record.detached = True  # nothing attached yet: the rollback runs no DEL
+                        raise
                     results = self.adaptor.attach(conf)
                     record.planes = [Plane(network=r.name, interface=r.interface, namespace=r.namespace)
                                      for r in results]

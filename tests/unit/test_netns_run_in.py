@@ -50,3 +50,16 @@ def test_errors_name_the_netns_and_exceptions_reach_the_caller(tmp_path: Path) -
             netns.run_in(path, lambda: 1 / 0)
     finally:
         netns.remove(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-loop", "file"])
+def test_create_names_a_netns_dir_that_is_not_a_directory(tmp_path: Path, kind: str) -> None:
+    directory = tmp_path / "netns"
+    if kind == "fifo":
+        os.mkfifo(directory)
+    elif kind == "symlink-loop":
+        directory.symlink_to(directory)
+    else:
+        directory.write_text("")
+    with pytest.raises(OSError, match=f"netns dir {directory} is not a directory"):
+        netns.create(str(directory / "pod"))
