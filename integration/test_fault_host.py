@@ -174,6 +174,7 @@ def test_disk_error_fails_runp_clearly_and_the_server_keeps_serving(
                     err = rpc_error(lambda cfg=cfg: c.runp(cfg))
                     assert err.code() == grpc.StatusCode.INTERNAL, err
                     assert ERRNO_TEXT[fault] in err.details(), err.details()
+                    assert str(target) in err.details(), f"the error names no file: {err.details()}"
                     if fault == "room for one file":  # the fault hit half-way, after a first write
                         if where == "cache":  # loopback's result was cached, the pod network's not
                             assert f"network {unique_net.name!r} on eth0" in err.details(), err.details()

@@ -42,6 +42,16 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o70
     skips every fsync: atomic for readers and against a killed process, not against a power cut.
     `replace=False` creates `path` only if nothing (not even a dangling symlink) is there, else
     FileExistsError: the finished temp file is hard-linked into place, never renamed over."""
+    try:
+        _atomic_write(path, data, mode, dir_mode, sync_dir, sync, replace)
+    except OSError as exc:
+        if exc.filename is None:  # a write or fsync: say which file (a full disk names no path)
+            raise type(exc)(exc.errno, exc.strerror, path) from None
+        raise
+
+
+def _atomic_write(path: str, data: bytes, mode: int, dir_mode: int, sync_dir: bool, sync: bool,
+                  replace: bool) -> None:
     directory = os.path.dirname(path) or "."
     make_dirs(directory, dir_mode)
     fd, tmp = _create_temp(directory)
