@@ -261,10 +261,15 @@ def test_status_keeps_last_good_networks_when_the_dir_empties(env):
     path.unlink()
     wait_for(lambda: client.info()["config"]["lastReloadError"], what="the reload")
     info = client.info()
-    assert conditions(client)["NetworkReady"]["status"] is True
+    network = conditions(client)["NetworkReady"]
+    assert network["status"] is True  # still serving the last good networks, and saying why they are old
+    assert network["reason"] == "ConfDirReloadFailed" and str(env.conf_dir) in network["message"], network
     assert [n["name"] for n in info["config"]["networks"]] == ["net1"]
     assert str(env.conf_dir) in info["config"]["lastReloadError"]
     assert HEX64.fullmatch(client.runp(pod()))
+    env.write_conf("fake-a")  # repaired: the condition is plain again
+    wait_for(lambda: not client.info()["config"]["lastReloadError"], what="the repair")
+    assert conditions(client)["NetworkReady"]["reason"] == ""
 
 
 # ---- RunPodSandbox validation ------------------------------------------------------------------

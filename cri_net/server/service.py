@@ -245,6 +245,11 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             network.status = False
             network.reason = "NetworkPluginNotReady"
             network.message = f"cri-net serve is not ready: {self.readiness.reason()}"
+        else:
+            reload_error = adaptor.state().last_reload_error
+            if reload_error:  # still ready on the last good networks; crictl info shows why they are old
+                network.reason = "ConfDirReloadFailed"
+                network.message = clamp(f"serving the last good networks: {reload_error}", 1000)
         status = pb.RuntimeStatus(conditions=[pb.RuntimeCondition(type="RuntimeReady", status=True), network])
         info: dict[str, str] = {}
         if request.verbose:
