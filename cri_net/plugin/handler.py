@@ -110,6 +110,15 @@ def _validated(key: str, build: Any) -> Any:
                             f"key: runtimeConfig.{key}") from None
 
 
+def _is_text(value: str) -> bool:
+    """False for a value carrying undecodable bytes (os.environ keeps them as surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Invocation:
     """One plugin call: environment and stdin, validated."""
 
@@ -117,6 +126,9 @@ class Invocation:
         self.command = environ.get("CNI_COMMAND", "")
         if not self.command:
             raise PluginFailure(INVALID_ENV, "CNI_COMMAND is not set")
+        for key in ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_ARGS"):  # paths may be any bytes
+            if not _is_text(environ.get(key, "")):
+                raise PluginFailure(INVALID_ENV, f"{key} is not valid UTF-8", f"env: {key}")
         try:
             conf = json.loads(stdin or b"{}", parse_constant=reject_constant, parse_float=finite_float)
         except (ValueError, RecursionError) as exc:

@@ -456,3 +456,19 @@ def test_a_config_over_the_input_limit_is_refused_with_a_reason_not_try_again_la
         err = run.error(7)
         assert "at most" in err["msg"] and str(cni_wire.MAX_INPUT) in err["msg"], run
     assert node.cache_files() == []
+
+
+@pytest.mark.parametrize("var", ["CNI_IFNAME", "CNI_CONTAINERID", "CNI_ARGS"])
+def test_an_environment_value_that_is_not_utf8_is_named_handed_over_or_not(
+        node: Node, endpoint: CNIEndpoint, tmp_path: Path, var: str) -> None:
+    """Code 4 naming the variable, never an internal error (it was 999 through the server)."""
+    for conf in (node.conf(daemonSocket=endpoint.path), node.conf(daemonSocket="")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+        env.update(CNI_COMMAND="ADD", CNI_CONTAINERID="sb1", CNI_NETNS=str(node.live), CNI_IFNAME="eth0",
+                   CNI_ARGS=ARGS, CNI_PATH=str(node.fake.bin))
+        env[var] = env[var] + "\udcff"  # one byte that is not UTF-8, as a runtime could pass it
+        proc = subprocess.run([str(HOOK)], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60)
+        run = Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+        err = run.error(cni_plugin.INVALID_ENV)
+        assert var in err["msg"] and "UTF-8" in err["msg"], err
+    assert node.cache_files() == []
