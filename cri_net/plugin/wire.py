@@ -23,7 +23,7 @@ from ..defaults import CNI_SOCKET  # plain constants: costs nothing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 DEFAULT_SOCKET = CNI_SOCKET
 MAGIC = b"CRINET1\n"
@@ -92,11 +92,15 @@ def decode_reply(data: bytes) -> tuple[int, bytes]:
     return int(status), out
 
 
-def read_all(sock: _socket.socket, limit: int = MAX_MESSAGE, timeout: float | None = None) -> bytes:
+def read_all(sock: _socket.socket, limit: int = MAX_MESSAGE, timeout: float | None = None,
+             gate: tuple[int, Callable[[float | None], None]] | None = None) -> bytes:
     """Everything up to EOF; `timeout` bounds the whole read, not each recv (a peer sending a
-    byte at a time cannot hold it open), TimeoutError when it passes."""
+    byte at a time cannot hold it open), TimeoutError when it passes. `gate` (size, wait):
+    once the message is past `size` bytes, `wait(seconds left)` is called once before reading
+    on (the server lets only a few large requests in at a time)."""
     chunks: list[bytes] = []
     size = 0
+    gated = gate is None
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if deadline is not None:
@@ -111,6 +115,9 @@ def read_all(sock: _socket.socket, limit: int = MAX_MESSAGE, timeout: float | No
         if size > limit:
             raise ValueError(f"message larger than {limit} bytes")
         chunks.append(chunk)
+        if not gated and size > gate[0]:  # type: ignore[index]
+            gated = True
+            gate[1](None if deadline is None else deadline - time.monotonic())  # type: ignore[index]
 
 
 # ---- the plugin's side ----------------------------------------------------------------------

@@ -14,7 +14,8 @@ when all are taken, the connection that has been sending its request the longest
 EVICT_AFTER seconds: a plugin sends it in one go) is closed to make room, and when every
 connection is running a call, new callers wait in the kernel's backlog (which costs the
 server no file descriptor). A request must arrive whole within `request_deadline` and
-`cni_wire.MAX_MESSAGE` bytes; answers are written with a bound too. `stop()` stops accepting,
+`cni_wire.MAX_MESSAGE` bytes, and only LARGE_AT_ONCE requests past LARGE_REQUEST bytes are
+read and run at a time (memory); answers are written with a bound too. `stop()` stops accepting,
 then lets calls in flight finish (an ADD must leave its cache entry and get its answer) up
 to a grace period.
 """
@@ -51,6 +52,11 @@ REPLY_TIMEOUT = 30.0
 EVICT_AFTER = 1.0
 #: Connections the kernel queues for us while all handlers are busy (capped by somaxconn).
 BACKLOG = socket.SOMAXCONN
+#: A request past this many bytes is large (a real one is a few KiB: a conflist plus the pod's
+#: annotations, at most 256 KiB): only LARGE_AT_ONCE are read and run at a time, so 64 callers
+#: sending 15 MiB each cannot take the server to gigabytes (they did: 2 GiB).
+LARGE_REQUEST = 1 << 20
+LARGE_AT_ONCE = 2
 
 
 class AdaptorPool:
@@ -87,6 +93,7 @@ class CNIEndpoint:
         self.adaptors = AdaptorPool()
         self._containers = KeyedLocks()
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._large = threading.BoundedSemaphore(LARGE_AT_ONCE)
         self._listener: socket.socket | None = None
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -183,16 +190,28 @@ class CNIEndpoint:
             return
         with self._handlers_lock:
             self._readers[sock] = time.monotonic()
+        large: list[bool] = []  # whether this call holds a large-request slot
+
+        def wait_large(left: float | None) -> None:
+            if not self._large.acquire(timeout=max(0.0, left) if left is not None else -1):
+                raise TimeoutError(f"no room for another request over {LARGE_REQUEST} bytes in time")
+            large.append(True)
+
         try:
-            environ, stdin = cni_wire.decode_request(cni_wire.read_all(sock, timeout=self.request_deadline))
-        except (OSError, ValueError) as exc:  # TimeoutError is an OSError
-            kv(log, logging.WARNING, "bad CNI handoff request", socket=self.path, error=str(exc))
-            metrics.observe_handoff("", "bad_request")
-            return
+            try:
+                environ, stdin = cni_wire.decode_request(cni_wire.read_all(
+                    sock, timeout=self.request_deadline, gate=(LARGE_REQUEST, wait_large)))
+            except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+                kv(log, logging.WARNING, "bad CNI handoff request", socket=self.path, error=str(exc))
+                metrics.observe_handoff("", "bad_request")
+                return
+            finally:
+                with self._handlers_lock:
+                    self._readers.pop(sock, None)
+            rc, out = self.run(environ, stdin)
         finally:
-            with self._handlers_lock:
-                self._readers.pop(sock, None)
-        rc, out = self.run(environ, stdin)
+            if large:
+                self._large.release()
         try:
             sock.settimeout(REPLY_TIMEOUT)
             sock.sendall(cni_wire.encode_reply(rc, out.encode()))
