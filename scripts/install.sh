@@ -108,31 +108,35 @@ save_manifest() {
   mv -f "$tmp" "$MANIFEST"
   tmp=
 }
-# dir_problem DIR: a component of DIR that exists but is not a directory, if any
-dir_problem() {
+# prefixes DIR: each leading path of DIR, shortest first (/a, /a/b, /a/b/c); paths never hold
+# a newline (refused above)
+prefixes() {
   local p= part
   local -a parts
   IFS=/ read -ra parts <<< "$1"
   for part in "${parts[@]}"; do
     if [[ -z $part ]]; then continue; fi
     p+=/$part
-    if present "$p" && [[ ! -d $p ]]; then echo "$p"; return; fi
+    printf '%s\n' "$p"
   done
+}
+# dir_problem DIR: a component of DIR that exists but is not a directory, if any
+dir_problem() {
+  local p
+  while IFS= read -r p; do
+    if present "$p" && [[ ! -d $p ]]; then echo "$p"; return; fi
+  done < <(prefixes "$1")
 }
 # make_dirs DIR: make each missing component of DIR (mode 0755) and record it; existing ones
 # are left as they are
 make_dirs() {
-  local p= part
-  local -a parts
-  IFS=/ read -ra parts <<< "$1"
-  for part in "${parts[@]}"; do
-    if [[ -z $part ]]; then continue; fi
-    p+=/$part
+  local p
+  while IFS= read -r p; do
     if [[ -d $p ]]; then continue; fi
     mkdir -m 0755 "$p"
     record dir - "$p"
     echo "install: $p/"
-  done
+  done < <(prefixes "$1")
 }
 # write_file DEST: stdin into DEST (mode 0644) through a temp file beside it
 write_file() {

@@ -13,9 +13,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,56 +65,35 @@ def _ignore_and_block_sigterm() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
-def test_an_inherited_ignored_and_blocked_sigterm_still_stops_it() -> None:
-    """Both survive exec: a launcher that ignored or blocked SIGTERM must not make the server
-    unkillable but by SIGKILL."""
-    code = textwrap.dedent("""
-        import os, signal, sys
-        from cri_net.cli.stop_signals import StopSignals
+#: The child: the set-up its argv names, then StopSignals; prints "ready", then the signal's name.
+WAIT_ONCE = textwrap.dedent("""
+    import signal, sys
+    if sys.argv[1] == "inherited-sigterm":
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN, "the set-up did not take"
         assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set()), "the set-up did not take"
-        stop = StopSignals()
-        stop.install()
-        print("ready", flush=True)
-        print(signal.Signals(stop.wait()).name, flush=True)
-    """)
+    elif sys.argv[1] == "nohup":
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup leaves the exec'd program
+    from cri_net.cli.stop_signals import StopSignals
+    stop = StopSignals()
+    stop.install()
+    print("ready", flush=True)
+    print(signal.Signals(stop.wait(poll=0.01)).name, flush=True)
+""")
+
+
+def wait_once(setup: str, *signals: signal.Signals, preexec_fn: Callable[[], None] | None = None) -> str:
+    """Start the child, send `signals` 0.3 s apart (SIGTERM if it still runs after them), and
+    return what it printed once it ended (exit 0 asserted)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, preexec_fn=_ignore_and_block_sigterm)  # noqa: PLW1509
+    proc = subprocess.Popen([sys.executable, "-c", WAIT_ONCE, setup], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=preexec_fn)  # noqa: PLW1509
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
-    finally:
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(0.3)
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert out == "SIGTERM\n"
-
-
-@pytest.mark.parametrize("nohup", [False, True], ids=["terminal-closed", "under-nohup"])
-def test_sighup_stops_unless_nohup_asked_to_survive_it(nohup: bool) -> None:
-    code = textwrap.dedent("""
-        import signal, sys
-        from cri_net.cli.stop_signals import StopSignals
-        if sys.argv[1] == "1":
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup leaves the exec'd program
-        stop = StopSignals()
-        stop.install()
-        print("ready", flush=True)
-        print(signal.Signals(stop.wait(poll=0.01)).name, flush=True)
-    """)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code, "1" if nohup else "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
-        if nohup:
-            assert proc.poll() is None  # ignored: still waiting
             proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     finally:
@@ -123,4 +101,18 @@ def test_sighup_stops_unless_nohup_asked_to_survive_it(nohup: bool) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out == ("SIGTERM\n" if nohup else "SIGHUP\n")
+    return out
+
+
+def test_an_inherited_ignored_and_blocked_sigterm_still_stops_it() -> None:
+    """Both survive exec: a launcher that ignored or blocked SIGTERM must not make the server
+    unkillable but by SIGKILL."""
+    assert wait_once("inherited-sigterm", signal.SIGTERM, preexec_fn=_ignore_and_block_sigterm) == "SIGTERM\n"
+
+
+def test_sighup_stops_when_the_terminal_closes() -> None:
+    assert wait_once("plain", signal.SIGHUP) == "SIGHUP\n"
+
+
+def test_sighup_is_survived_under_nohup() -> None:
+    assert wait_once("nohup", signal.SIGHUP) == "SIGTERM\n"  # still running after SIGHUP: ended by SIGTERM
