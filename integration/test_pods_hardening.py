@@ -114,6 +114,13 @@ def test_ip_ranges_annotation_cannot_take_over_the_bridge(
     assert bridge_before == [f"{net.gateway}/{net.subnet.prefixlen}"]
     sid = c.runp(ranged_pod("ranged", inside, **narrow))
     assert hosts[99] <= pod_ip(c, sid) <= hosts[109]
+    # a narrower subnet is that part of the pod CIDR: the bridge keeps the pod CIDR's gateway
+    half = ipaddress.ip_network(f"{net.subnet.network_address + net.subnet.num_addresses // 2}/"
+                                f"{net.subnet.prefixlen + 1}")
+    upper = c.runp(ranged_pod("upper", str(half)))
+    assert pod_ip(c, upper) in half
+    # and a gateway of its own choosing would readdress the bridge for every pod: refused
+    assert_refused(c, srv, ranged_pod("gw200", inside, gateway=str(hosts[199])), inside)
     for subnet in ("127.0.0.0/24", "10.214.0.0/24", "0.0.0.0/0"):
         assert_refused(c, srv, ranged_pod("again", subnet), subnet)
     assert_refused(c, srv, ranged_pod("gw", inside, gateway=str(net.subnet.network_address)), inside)
@@ -128,7 +135,7 @@ def test_ip_ranges_annotation_cannot_take_over_the_bridge(
     assert hosts[99] <= pod_ip(c, allowed) <= hosts[109]
     assert_refused(c, srv, ranged_pod("special", "127.0.0.0/24"), "127.0.0.0/24")
     assert bridge_addresses(net.bridge) == bridge_before
-    for pod in (first, sid, allowed):
+    for pod in (first, sid, upper, allowed):
         c.rmp(pod)
     runtime_config = str(srv.state_dir / "runtime.json")  # the pod CIDR's record, kept by design
     audit.assert_clean(ignore=[net.per_network_state, lambda category, item: str(item) == runtime_config])

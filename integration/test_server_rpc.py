@@ -827,7 +827,9 @@ def test_update_runtime_config_pod_cidr(env):
     # an annotation overrides the pod CIDR, within it
     ann = {"cri-net.io/ip-ranges": json.dumps([[{"subnet": "10.244.1.128/25"}]])}
     third = client.runp(pod("ann", uid="u3", annotations=ann))
-    assert ip_ranges_of_add(env.fake, third) == [[{"subnet": "10.244.1.128/25"}]]
+    # (a narrower subnet is that part of the pod CIDR: the host side keeps the pod CIDR's gateway)
+    assert ip_ranges_of_add(env.fake, third) == [[{"subnet": "10.244.1.0/24", "rangeStart": "10.244.1.128",
+                                                    "rangeEnd": "10.244.1.254"}]]
     # ... but never outside it
     outside = {"cri-net.io/ip-ranges": json.dumps([[{"subnet": "10.9.0.0/16"}]])}
     err = rpc_error(client.runp, pod("outside", uid="u4", annotations=outside))

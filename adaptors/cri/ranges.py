@@ -111,10 +111,40 @@ def parse_ip_ranges(annotations: Mapping[str, str] | None, pod_cidr: str | None,
     value = annotation_value(annotations, IP_RANGES_ANNOTATION)
     if value is not None:
         sets = _annotation_ip_ranges(IP_RANGES_ANNOTATION, value)
-        pod_nets = [ipaddress.ip_network(r.subnet, strict=False) for s in default or () for r in s]
+        pod_ranges = [r.subnet for s in default or () for r in s]
+        pod_nets = [ipaddress.ip_network(subnet, strict=False) for subnet in pod_ranges]
         check_allowed_ip_ranges(IP_RANGES_ANNOTATION, sets, pod_nets + list(allowed or ()))
-        return sets
+        return [[_shared_gateway(IP_RANGES_ANNOTATION, f"range set {i}, range {j}: ", r, pod_ranges)
+                 for j, r in enumerate(range_set)] for i, range_set in enumerate(sets)]
     return default
+
+
+def _shared_gateway(key: str, where: str, r: IPRange, pod_ranges: list[str]) -> IPRange:
+    """The range as host-local must see it so that the pod leaves the host's side as every
+    other pod has it. The bridge plugin gives its bridge the range's gateway with the subnet's
+    prefix, and refuses any pod after one that set another: so a pod may not choose a gateway
+    other than host-local's own (the subnet's first address), and a narrower subnet inside the
+    pod CIDR becomes that part of the pod CIDR (rangeStart..rangeEnd), not a subnet of its own."""
+    net = ipaddress.ip_network(r.subnet)
+    if r.gateway and ipaddress.ip_address(r.gateway) != net.network_address + 1:
+        raise AnnotationError(key, f"{where}gateway {r.gateway} of {r.subnet}: a pod may not choose its network's "
+                                   f"gateway (it "
+                                   f"would readdress the host's bridge for every pod); leave it out "
+                                   f"(host-local's is {net.network_address + 1})")
+    for given in pod_ranges:
+        pod_net = ipaddress.ip_network(given, strict=False)
+        if pod_net.version != net.version or net == pod_net or not net.subnet_of(pod_net):  # type: ignore[arg-type]
+            continue
+        start = max(net.network_address, pod_net.network_address + 1)
+        end = min(net.broadcast_address, pod_net.broadcast_address - (1 if net.version == 4 else 0))
+        if r.range_start:
+            start = max(start, ipaddress.ip_address(r.range_start))  # type: ignore[type-var]
+        if r.range_end:
+            end = min(end, ipaddress.ip_address(r.range_end))  # type: ignore[type-var]
+        if start > end:
+            raise AnnotationError(key, f"{where}subnet {r.subnet} holds no address a pod of {given} may have")
+        return IPRange(subnet=given, range_start=str(start), range_end=str(end))
+    return r
 
 
 def insert_iprange(value: str, capabilities: Mapping[str, Any]) -> dict[str, Any]:

@@ -779,3 +779,27 @@ def test_property_capability_args(annotations: dict[str, str]) -> None:
 def test_module_exports_constants() -> None:
     assert ann.CAP_POD_ANNOTATIONS == "io.kubernetes.cri.pod-annotations"
     assert ann.MAX_ANNOTATION_VALUE_BYTES == 65536
+
+
+@pytest.mark.parametrize("pod_cidr, allowed", [("10.1.0.0/24", None), (None, [ipaddress.ip_network("10.1.0.0/24")])],
+                         ids=["pod-cidr", "allow-list"])
+def test_a_pod_may_not_choose_the_gateway_the_host_bridge_would_take(pod_cidr: str | None, allowed: Any) -> None:
+    """The bridge plugin gives its bridge the range's gateway and refuses every later pod that
+    has another: a pod-chosen gateway would break its network for everyone (outside probe)."""
+    value = j([[{"subnet": "10.1.0.0/24", "gateway": "10.1.0.200"}]])
+    with pytest.raises(AnnotationError, match="may not choose its network's gateway") as info:
+        parse_ip_ranges({IPR: value}, pod_cidr, allowed=allowed)
+    assert info.value.key == IPR and "10.1.0.200" in info.value.reason and "10.1.0.1" in info.value.reason
+    same = parse_ip_ranges({IPR: j([[{"subnet": "10.1.0.0/24", "gateway": "10.1.0.1"}]])}, pod_cidr, allowed=allowed)
+    assert same is not None and same[0][0].gateway == "10.1.0.1"  # host-local's own: harmless
+
+
+def test_a_narrower_subnet_inside_the_pod_cidr_is_that_part_of_it() -> None:
+    got = parse_ip_ranges({IPR: j([[{"subnet": "10.1.0.64/26", "rangeEnd": "10.1.0.100"}],
+                                   [{"subnet": "10.1.0.0/30"}]])}, "10.1.0.0/24")
+    assert got is not None
+    assert [[r.model_dump() for r in s] for s in got] == [
+        [{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.64", "rangeEnd": "10.1.0.100"}],
+        [{"subnet": "10.1.0.0/24", "rangeStart": "10.1.0.1", "rangeEnd": "10.1.0.3"}]]
+    with pytest.raises(AnnotationError, match="holds no address"):
+        parse_ip_ranges({IPR: j([[{"subnet": "10.1.0.0/32"}]])}, "10.1.0.0/24")

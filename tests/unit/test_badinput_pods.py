@@ -130,10 +130,19 @@ def test_pod_ranges_must_lie_inside_the_allowed(subnet: str, allowed_cidr: str, 
     try:
         got = ann.parse_ip_ranges(_ranges(subnet), kwargs["pod_cidr"], allowed=kwargs["allowed"])
     except ann.AnnotationError as exc:
-        assert not inside, exc
         assert exc.key == IPR and subnet in exc.reason
+        # inside, only a range of the pod CIDR's network or broadcast address alone is refused
+        assert not inside or (as_pod_cidr and "holds no address" in exc.reason), exc
     else:
-        assert inside and got is not None and got[0][0].subnet == subnet
+        assert inside and got is not None
+        r = got[0][0]
+        if as_pod_cidr and net != allowed:  # narrower: that part of the pod CIDR, its gateway unchanged
+            assert r.subnet == allowed_cidr and not r.gateway, r
+            start, end = ipaddress.ip_address(r.range_start), ipaddress.ip_address(r.range_end)
+            assert net.network_address <= start <= end <= net.broadcast_address, r  # type: ignore[operator]
+            assert allowed.network_address < start and end <= allowed.broadcast_address, r  # type: ignore[operator]
+        else:
+            assert r.subnet == subnet
 
 
 def test_without_pod_cidr_or_allow_list_the_annotation_is_refused() -> None:
