@@ -193,6 +193,10 @@ def test_disk_error_fails_runp_clearly_and_the_server_keeps_serving(
                         assert filler is not None
                         with open(filler, "ab", buffering=0) as fh:
                             fh.write(b"\0" * 4096)
+                if where == "state":  # stopping needs no disk: the network goes, Stop says OK, the log why
+                    c.stopp(keep)
+                    assert bridge_ports(unique_net.bridge) == [], "the stopped pod's veth is still there"
+                    assert "its record could not be updated" in srv.log
                 if filler is not None:
                     filler.unlink()
             # Disk fixed: pods work again, and both go cleanly.

@@ -294,7 +294,11 @@ class SandboxManager:
             if not record.detached:
                 self._detach(record)
                 record.detached = True  # only once every plane is gone: a failed stop is retried
-                self.store.put(record, durable=False)  # lost in a power cut: the retried DEL is idempotent
+                try:
+                    self.store.put(record, durable=False)  # lost in a power cut: the retried DEL is idempotent
+                except OSError as exc:  # a full state dir: the network is gone all the same, say so
+                    kv(log, logging.WARNING, "pod detached, but its record could not be updated; a restart DELs "
+                       "again (idempotent)", pod_id=sid, error=str(exc))
         kv(log, logging.INFO, "pod sandbox stopped", pod=f"{record.metadata.namespace}/{record.metadata.name}",
            pod_id=sid)
 
