@@ -119,6 +119,11 @@ def _is_text(value: str) -> bool:
     return True
 
 
+#: cri-net's setting -> the key of the hook's own config (the runtime's conflist) that sets it
+HOOK_KEYS = {"conf_dir": "confDir", "cache_dir": "cacheDir", "bin_dirs": "binDirs", "default_network": "defaultNetwork",
+             "delegate_conf_dir": "delegateConfDir", "plugin_timeout": "timeout", "parallel_attach": "parallelAttach"}
+
+
 class Invocation:
     """One plugin call: environment and stdin, validated."""
 
@@ -151,16 +156,19 @@ class Invocation:
         from ..config import build
 
         conf = self.conf
-        bin_dirs = conf.get("binDirs") or list(defaults.BIN_DIRS)
+        given = {"conf_dir": conf.get("confDir") or defaults.CONF_DIR,
+                 "cache_dir": conf.get("cacheDir") or defaults.CACHE_DIR,
+                 "bin_dirs": conf.get("binDirs") or list(defaults.BIN_DIRS),
+                 "default_network": conf.get("defaultNetwork") or None,
+                 "delegate_conf_dir": conf.get("delegateConfDir") or None,
+                 "plugin_timeout": conf.get("timeout") or defaults.PLUGIN_TIMEOUT,
+                 "parallel_attach": conf.get("parallelAttach", True)}
         try:
-            return build(None, {"conf_dir": conf.get("confDir") or defaults.CONF_DIR,
-                                "cache_dir": conf.get("cacheDir") or defaults.CACHE_DIR,
-                                "bin_dirs": bin_dirs, "default_network": conf.get("defaultNetwork") or None,
-                                "delegate_conf_dir": conf.get("delegateConfDir") or None,
-                                "plugin_timeout": conf.get("timeout") or defaults.PLUGIN_TIMEOUT,
-                                "parallel_attach": conf.get("parallelAttach", True)})
-        except ValueError as exc:
-            raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {exc}") from None
+            return build(None, given)
+        except ValueError as exc:  # "flags: <setting>: <why>": name the key the runtime's conflist has
+            setting, _, why = str(exc).removeprefix("flags: ").partition(": ")
+            key = HOOK_KEYS.get(setting, setting)
+            raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {key}: {why}", f"key: {key}") from None
 
     def request(self) -> Any:
         """The network API request for this pod."""

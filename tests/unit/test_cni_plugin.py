@@ -687,7 +687,7 @@ def test_invalid_plugin_config_is_code_7(node: Node) -> None:
     conf = node.conf()
     conf["confDir"] = "relative/dir"
     err = node.run("ADD", conf, inproc=True).error(7)
-    assert "conf_dir" in err["msg"]
+    assert "confDir: must be an absolute path" in err["msg"] and err.get("details") == "key: confDir"
 
 
 def test_no_config_in_conf_dir_is_code_11(node: Node) -> None:
@@ -984,3 +984,16 @@ def test_del_without_netns_or_cache_still_dels_the_default_network(node: Node) -
     assert [c["name"] for c in calls] == ["bw", "pm", "main"]
     assert all(c["env"]["CNI_NETNS"] == "" for c in calls)
     assert {c["config"]["marker"] for c in calls if c["name"] == "main"} == {"today"}
+
+
+@pytest.mark.parametrize("extra, key", [({"timeout": 1e20}, "timeout"), ({"timeout": -1}, "timeout"),
+                                        ({"binDirs": "not-a-list"}, "binDirs"),
+                                        ({"parallelAttach": "maybe"}, "parallelAttach")])
+def test_a_bad_hook_setting_is_code_7_naming_the_conflists_own_key(node: Node, extra: dict[str, Any],
+                                                                   key: str) -> None:
+    """The runtime's conflist says `timeout`, not cri-net's `plugin_timeout`: name what it says."""
+    node.standard()
+    err = node.run("ADD", node.conf(**extra), inproc=True).error(7)
+    assert err["msg"].startswith(f"invalid cri-net plugin config: {key}: "), err
+    assert err.get("details") == f"key: {key}"
+    assert node.plugin_calls() == []
