@@ -6,7 +6,8 @@ restarted server rolls back the interrupted pod with a DEL; a portmap ADD that f
 after that DEL left DNAT rules for a dead pod that nothing would ever remove. So each
 plugin's environment names who ran it (`CRI_NET_CALLER=<pid>:<start time>`), and at start-up
 the server kills the process group of every plugin whose caller no longer exists, and waits
-for it to be gone, before any rollback runs.
+for it to be gone, before any rollback runs. A session leader (a daemon a plugin started on
+purpose with setsid) is left alone.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def _caller_of(pid: int) -> str | None:
     return None
 
 
+def _session_leader(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except OSError:
+        return True  # gone: nothing to kill
+
+
 def _process_group(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
@@ -87,6 +95,8 @@ def orphaned_plugin_groups() -> dict[int, str]:
         pid = int(name)
         tag = _caller_of(pid)
         if tag is None or _alive(tag):
+            continue
+        if _session_leader(pid):  # a daemon a plugin left on purpose (setsid), not a call in progress
             continue
         pgid = _process_group(pid)
         if pgid is not None and pgid not in (0, 1, os.getpgrp()):  # never our own group, nor init's

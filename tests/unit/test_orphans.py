@@ -67,3 +67,17 @@ def test_only_plugins_of_a_dead_caller_are_killed_with_their_children() -> None:
             except OSError:
                 pass
             p.wait()
+
+
+def test_a_daemon_a_plugin_left_on_purpose_is_not_killed() -> None:
+    """A process with a dead caller's tag that made itself a session leader (setsid, as a
+    daemon does) is not a plugin call in progress: it is left alone."""
+    env = dict(os.environ, **{orphans.CALLER_ENV: _dead_tag()})
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True)
+    try:
+        time.sleep(0.2)
+        assert daemon.pid not in orphans.orphaned_plugin_groups()
+        assert orphans.kill_orphaned_plugins() == 0 and daemon.poll() is None
+    finally:
+        daemon.kill()
+        daemon.wait()
