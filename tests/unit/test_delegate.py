@@ -133,7 +133,7 @@ def test_a_primary_whose_plugin_is_a_cri_net_launcher_is_passed_over(cluster: Cl
 def test_bad_delegate_dir_is_an_invalid_config_naming_the_key(cluster: Cluster) -> None:
     err = cluster.run("ADD", cluster.conf(delegateConfDir="relative/net.d"), netns=str(cluster.live))
     msg = err.error(cni_plugin.INVALID_CONFIG)["msg"]
-    assert "delegate_conf_dir" in msg and "absolute" in msg, msg
+    assert "delegateConfDir: " in msg and "absolute" in msg, msg  # the conflist's own key
     assert cluster.fake.calls() == []
 
 
