@@ -94,7 +94,12 @@ class Settings(BaseModel):
 
 
 class ConfigFileError(ValueError):
-    """A config file that cannot be read or validated; names the file and the key."""
+    """A config file that cannot be read or validated; names the file and the key. `key` and
+    `reason` are set for a value that failed validation (a caller may name the key its own way)."""
+
+    def __init__(self, message: str, key: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.key, self.reason = key, reason
 
 
 def load_file(path: str) -> dict[str, Any]:
@@ -126,7 +131,8 @@ def build(config_file: str | None = None, overrides: dict[str, Any] | None = Non
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        raise ConfigFileError(f"{source}: {key}: {err['msg'].removeprefix('Value error, ')}") from None
+        reason = err["msg"].removeprefix("Value error, ")
+        raise ConfigFileError(f"{source}: {key}: {reason}", key, reason) from None
 
 
 def from_args(args: argparse.Namespace) -> Settings:

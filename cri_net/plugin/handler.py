@@ -153,7 +153,7 @@ class Invocation:
         return str(self.conf.get("type") or ""), str(self.conf.get("name") or "")
 
     def settings(self) -> Any:
-        from ..config import build
+        from ..config import ConfigFileError, build
 
         conf = self.conf
         given = {"conf_dir": conf.get("confDir") or defaults.CONF_DIR,
@@ -165,10 +165,10 @@ class Invocation:
                  "parallel_attach": conf.get("parallelAttach", True)}
         try:
             return build(None, given)
-        except ValueError as exc:  # "flags: <setting>: <why>": name the key the runtime's conflist has
-            setting, _, why = str(exc).removeprefix("flags: ").partition(": ")
-            key = HOOK_KEYS.get(setting, setting)
-            raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {key}: {why}", f"key: {key}") from None
+        except ConfigFileError as exc:  # named by the key the runtime's conflist has, not our setting's
+            key = HOOK_KEYS.get(exc.key, exc.key)
+            raise PluginFailure(INVALID_CONFIG, f"invalid cri-net plugin config: {key}: {exc.reason}",
+                                f"key: {key}") from None
 
     def request(self) -> Any:
         """The network API request for this pod."""

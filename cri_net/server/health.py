@@ -3,7 +3,8 @@
 /healthz answers while the process serves HTTP at all. /readyz is what a load balancer or
 kubelet-style probe should use: ready only when networks are loaded and the sockets are up,
 and not ready from SIGTERM on (`cri-net serve` marks the server draining as soon as its main
-thread sees the signal, before the drain starts). The CRI Status RPC reports NetworkReady from the same `Readiness`, so they agree.
+thread sees the signal, before the drain starts). The CRI Status RPC reports NetworkReady
+from the same `Readiness`, so they agree.
 """
 
 from __future__ import annotations

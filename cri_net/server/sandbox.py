@@ -349,7 +349,6 @@ class SandboxManager:
         record = self.store.get(sid) if sid else None
         if record is None:
             self._refuse_unreadable(id_or_prefix, "reported")
-        if record is None:
             raise SandboxNotFoundError(f"pod sandbox {_short(id_or_prefix)} not found")
         return self.view(record)
 

@@ -2,8 +2,8 @@
 
 The socket accepts `unix:///path` or a bare path, is created 0660, is never taken over from a
 live server (a stale file is removed), and carries 16 MiB messages both ways as kubelet and
-crictl do. SIGTERM/SIGINT/SIGHUP stop both sockets (CRI and cni.sock) accepting, let in-flight calls
-on either finish within a grace period, then remove the sockets. Only a socket is ever replaced:
+crictl do. SIGTERM/SIGINT/SIGHUP stop both sockets (CRI and cni.sock) accepting, let
+in-flight calls on either finish within a grace period, then remove the sockets. Only a socket is ever replaced:
 anything else at a listen path is an error naming it.
 """
 
