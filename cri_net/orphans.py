@@ -6,8 +6,9 @@ restarted server rolls back the interrupted pod with a DEL; a portmap ADD that f
 after that DEL left DNAT rules for a dead pod that nothing would ever remove. So each
 plugin's environment names who ran it (`CRI_NET_CALLER=<pid>:<start time>`), and at start-up
 the server kills the process group of every plugin whose caller no longer exists, and waits
-for it to be gone, before any rollback runs. A session leader (a daemon a plugin started on
-purpose with setsid) is left alone.
+for it to be gone, before any rollback runs. Only processes of our user in our PID namespace
+are considered (a pod's processes live in their own), and a session leader (a daemon a plugin
+started on purpose with setsid) is left alone.
 """
 
 from __future__ import annotations
@@ -85,12 +86,23 @@ def _process_group(pid: int) -> int | None:
         return None
 
 
+def _ours(pid: int, pid_ns: str, uid: int) -> bool:
+    """Whether `pid` could be a plugin we ran: our user, our PID namespace. Anyone can put
+    CRI_NET_CALLER in an environment (a pod author in their container spec, a user on the
+    node), and such a process must never be killed for it."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == uid and os.readlink(f"/proc/{pid}/ns/pid") == pid_ns
+    except OSError:
+        return False
+
+
 def orphaned_plugin_groups() -> dict[int, str]:
     """Process group -> dead caller's tag, for every running plugin whose caller is gone."""
-    me = os.getpid()
+    me, uid = os.getpid(), os.geteuid()
+    pid_ns = os.readlink("/proc/self/ns/pid")
     groups: dict[int, str] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
+        if not name.isdigit() or int(name) == me or not _ours(int(name), pid_ns, uid):
             continue
         pid = int(name)
         tag = _caller_of(pid)

@@ -81,3 +81,28 @@ def test_a_daemon_a_plugin_left_on_purpose_is_not_killed() -> None:
     finally:
         daemon.kill()
         daemon.wait()
+
+
+def test_a_process_in_another_pid_namespace_or_of_another_user_is_never_killed() -> None:
+    """A pod author can set CRI_NET_CALLER in their container (its own PID namespace), and any
+    node user in theirs: neither makes cri-net kill anything."""
+    tag = f"{orphans.CALLER_ENV}={_dead_tag()}"
+    clean = {k: v for k, v in os.environ.items() if k != orphans.CALLER_ENV}
+    # a container's process: tagged inside a new PID namespace, its parent (the shim's place) not
+    pod = subprocess.Popen(["unshare", "--pid", "--fork", "env", tag, "sleep", "60"], env=clean, process_group=0)
+    user = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", tag, "sleep", "60"],
+                            env=clean, process_group=0)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_group_members(pod.pid)) < 2 or not _group_members(user.pid):
+            assert time.monotonic() < deadline, "the stand-ins did not start"
+            time.sleep(0.02)
+        assert orphans.kill_orphaned_plugins() == 0
+        assert pod.poll() is None and user.poll() is None and len(_group_members(pod.pid)) == 2
+    finally:
+        for p in (pod, user):
+            try:
+                os.killpg(p.pid, 9)
+            except OSError:
+                pass
+            p.wait()
