@@ -128,8 +128,7 @@ def _shared_gateway(key: str, where: str, r: IPRange, pod_ranges: list[str]) -> 
     net = ipaddress.ip_network(r.subnet)
     if r.gateway and ipaddress.ip_address(r.gateway) != net.network_address + 1:
         raise AnnotationError(key, f"{where}gateway {r.gateway} of {r.subnet}: a pod may not choose its network's "
-                                   f"gateway (it "
-                                   f"would readdress the host's bridge for every pod); leave it out "
+                                   "gateway (it would readdress the host's bridge for every pod); leave it out "
                                    f"(host-local's is {net.network_address + 1})")
     for given in pod_ranges:
         pod_net = ipaddress.ip_network(given, strict=False)

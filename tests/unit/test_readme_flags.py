@@ -8,19 +8,12 @@ import argparse
 from pathlib import Path
 
 from cri_net.cli.parser import build_parser
+from test_cli import _parsers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 #: the flags the README's paragraph is about
 DIR_FLAGS = {"--config", "--conf-dir", "--bin-dir", "--cache-dir", "--state-dir", "--netns-dir", "--plugin-timeout"}
 NETWORK_FLAGS = {"--config", "--conf-dir", "--bin-dir", "--cache-dir", "--state-dir", "--plugin-timeout"}
-
-
-def _parsers(parser: argparse.ArgumentParser, path: str = "cri-net"):
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _parsers(sub, f"{path} {name}")
 
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
